@@ -1,1 +1,4 @@
+from .sam_mask_decoder import SAMMaskDecoder
+from .sam_prompt_encoder import SAMPromptEncoder
 
+__all__ = ['SAMMaskDecoder', 'SAMPromptEncoder']

@@ -1,1 +1,3 @@
+from .sam_neck import SAMNeck
 
+__all__ = ['SAMNeck']

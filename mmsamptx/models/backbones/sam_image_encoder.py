@@ -1,0 +1,175 @@
+"""SAM's ViT image encoder as an mmseg backbone, with adapter hook points beside every MLP."""
+import copy
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+
+from ..utils.sam_block import SAMBlock
+from ..utils.sam_checkpoint import load_sam_part
+
+#: The encoders of ``segment_anything.build_sam`` (patch 16, window 14, MLP ratio 4),
+#: plus ``tiny`` for tests and CPU demos (no official weights).
+SAM_ENCODER_ARCHS = {
+    'vit_b': dict(embed_dims=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+    'vit_l': dict(embed_dims=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    'vit_h': dict(embed_dims=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+    'tiny': dict(embed_dims=64, depth=4, num_heads=2, global_attn_indexes=(1, 3), window_size=4),
+}
+
+
+def resolve_arch(arch: Union[str, dict]) -> dict:
+    """Return the numbers of ``arch`` (a name of :data:`SAM_ENCODER_ARCHS` or a dict of them)."""
+    if isinstance(arch, dict):
+        missing = {'embed_dims', 'depth', 'num_heads', 'global_attn_indexes'} - set(arch)
+        if missing:
+            raise ValueError(f'custom arch {arch} lacks {sorted(missing)}')
+        return dict(arch)
+    if arch not in SAM_ENCODER_ARCHS:
+        raise ValueError(f'Unknown SAM arch {arch!r}; valid: {sorted(SAM_ENCODER_ARCHS)} '
+                         'or a dict with embed_dims, depth, num_heads, global_attn_indexes')
+    return dict(SAM_ENCODER_ARCHS[arch])
+
+
+class PatchEmbed(nn.Module):
+    """Image to patch tokens: a strided convolution (name ``proj`` as in SAM)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dims: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dims, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, H / patch, W / patch, embed_dims)."""
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+@MODELS.register_module()
+class SAMImageEncoder(BaseModule):
+    """SAM's image encoder trunk (ViT with windowed and global attention), frozen by default.
+
+    The neck is the separate :class:`SAMNeck`, as mmseg splits backbone and neck.
+    Parameter names follow the official checkpoints below ``image_encoder.``.
+
+    Args:
+        arch: ``'vit_b'``, ``'vit_l'``, ``'vit_h'``, ``'tiny'`` or a dict of numbers.
+        img_size: input side the absolute position embedding is trained for
+            (1024 for the official weights); other input sizes interpolate it.
+        patch_size, window_size, mlp_ratio: SAM's values by default.
+        out_indices: blocks whose outputs are returned (``-1`` is the last).
+        frozen: freeze SAM's own parameters (adapters attached later stay trainable).
+        adapter_cfg: config of an adapter to attach beside the MLP of blocks (see
+            :func:`mmsamptx.models.adapters.attach_adapters`); ``None`` for plain SAM.
+        fused_attn: compute attention with ``scaled_dot_product_attention``.
+        with_cp: non-reentrant activation checkpointing of each block in training.
+        checkpoint: an official SAM file or URL, loaded in :meth:`init_weights`
+            (equivalently ``init_cfg=dict(type='Pretrained', checkpoint=...)``).
+    """
+
+    def __init__(self, arch: Union[str, dict] = 'vit_b', img_size: int = 1024,
+                 patch_size: int = 16, in_channels: int = 3, window_size: Optional[int] = None,
+                 mlp_ratio: float = 4.0, out_indices: Sequence[int] = (-1,), frozen: bool = True,
+                 adapter_cfg: Optional[dict] = None, fused_attn: bool = True,
+                 with_cp: bool = False, checkpoint: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        numbers = resolve_arch(arch)
+        self.arch = arch
+        self.embed_dims = numbers['embed_dims']
+        self.depth = numbers['depth']
+        window_size = window_size or numbers.get('window_size', 14)
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.img_size = img_size
+        self.with_cp = with_cp
+        self.checkpoint = checkpoint
+        self.out_indices = [i % self.depth for i in out_indices]
+        grid = img_size // patch_size
+
+        self.patch_embed = PatchEmbed(patch_size, in_channels, self.embed_dims)
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, self.embed_dims))
+        self.blocks = nn.ModuleList([
+            SAMBlock(self.embed_dims, numbers['num_heads'], mlp_ratio=mlp_ratio,
+                     window_size=0 if i in numbers['global_attn_indexes'] else window_size,
+                     input_size=(grid, grid), fused_attn=fused_attn)
+            for i in range(self.depth)
+        ])
+        # Everything built so far is SAM; anything attached later (adapters) is not.
+        self._sam_keys = frozenset(self.state_dict())
+        if frozen:
+            for p in self.parameters():
+                p.requires_grad = False
+        self.adapter_cfg = copy.deepcopy(adapter_cfg)
+        if adapter_cfg is not None:
+            from ..adapters import attach_adapters
+            attach_adapters(self, adapter_cfg)
+
+    def is_sam_key(self, key: str) -> bool:
+        """Whether a state-dict key is one of SAM's (as opposed to an adapter's)."""
+        return key in self._sam_keys
+
+    def init_weights(self) -> None:
+        """Load SAM's encoder weights from ``checkpoint`` / a ``Pretrained`` init_cfg."""
+        checkpoint = self.checkpoint
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            checkpoint = self.init_cfg['checkpoint']
+        if checkpoint is None:
+            super().init_weights()
+            return
+        load_sam_part(self, checkpoint, 'image_encoder.', exclude=('neck.',),
+                      is_extra=lambda k: not self.is_sam_key(k))
+        self._is_init = True
+
+    def _pos_embed(self, h: int, w: int) -> torch.Tensor:
+        """(1, h, w, C) absolute position embedding for an h x w token grid."""
+        if self.pos_embed.shape[1:3] == (h, w):
+            return self.pos_embed
+        pe = F.interpolate(self.pos_embed.permute(0, 3, 1, 2), size=(h, w), mode='bicubic',
+                           align_corners=False)
+        return pe.permute(0, 2, 3, 1)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for an input that is not a (B, C, H, W) batch of this encoder."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'SAMImageEncoder expects a (B, {self.in_channels}, H, W) batch, '
+                             f'got shape {tuple(x.shape)}')
+        if x.shape[2] < self.patch_size or x.shape[3] < self.patch_size:
+            raise ValueError(f'image {tuple(x.shape[2:])} is smaller than one {self.patch_size}px patch')
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens with position: (B, C, H, W) -> (B, H/16, W/16, embed_dims)."""
+        self.check_input(x)
+        x = self.patch_embed(x)
+        return x + self._pos_embed(x.shape[1], x.shape[2])
+
+    def run_blocks(self, x: torch.Tensor, text_embeds: Any = None, start: int = 0,
+                   end: Optional[int] = None) -> Tuple[torch.Tensor, list]:
+        """Run blocks ``start:end`` on tokens x (B, h, w, C); returns x and the outputs at out_indices."""
+        outs = []
+        end = self.depth if end is None else end
+        for i in range(start, end):
+            blk = self.blocks[i]
+            if self.with_cp and self.training and torch.is_grad_enabled():
+                x = cp.checkpoint(blk, x, text_embeds, use_reentrant=False)
+            else:
+                x = blk(x, text_embeds)
+            if i in self.out_indices:
+                outs.append(x.permute(0, 3, 1, 2).contiguous())
+        return x, outs
+
+    def forward(self, x: torch.Tensor, text_embeds: Any = None) -> Tuple[torch.Tensor, ...]:
+        """Encode images.
+
+        Args:
+            x: (B, 3, H, W) images, normalised as SAM expects.
+            text_embeds: per-sample conditioning handed to every block's adapter,
+                e.g. (B, D) CLIP text embeddings; ``None`` for unconditioned adapters.
+
+        Returns:
+            One (B, embed_dims, H/16, W/16) map per ``out_indices`` entry.
+        """
+        _, outs = self.run_blocks(self.embed(x), text_embeds)
+        return tuple(outs)

@@ -1,0 +1,65 @@
+"""SAM's mask decoder, extended to pair each image embedding with its own prompts."""
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+from mmseg.registry import MODELS
+from segment_anything.modeling import MaskDecoder, TwoWayTransformer
+
+
+@MODELS.register_module()
+class SAMMaskDecoder(MaskDecoder):
+    """``segment_anything``'s mask decoder (two-way transformer, hypernetwork masks, IoU head).
+
+    SAM's own decoder repeats one image embedding for a batch of prompts. Here
+    ``image_embeddings`` may also hold one embedding *per prompt set* (B == number
+    of prompt sets), which is what class-conditioned encoders produce: each
+    (image, class) pair has its own embedding. With a single embedding the
+    result is exactly SAM's.
+    """
+
+    def __init__(self, transformer_dim: int = 256, depth: int = 2, mlp_dim: int = 2048,
+                 num_heads: int = 8, num_multimask_outputs: int = 3, iou_head_depth: int = 3,
+                 iou_head_hidden_dim: int = 256) -> None:
+        super().__init__(
+            transformer_dim=transformer_dim,
+            transformer=TwoWayTransformer(depth=depth, embedding_dim=transformer_dim,
+                                          mlp_dim=mlp_dim, num_heads=num_heads),
+            num_multimask_outputs=num_multimask_outputs, activation=nn.GELU,
+            iou_head_depth=iou_head_depth, iou_head_hidden_dim=iou_head_hidden_dim)
+
+    def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                      sparse_prompt_embeddings: torch.Tensor,
+                      dense_prompt_embeddings: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Predict all mask tokens' masks and IoUs.
+
+        Args:
+            image_embeddings: (1 or B, C, h, w).
+            image_pe: (1, C, h, w) dense positional encoding.
+            sparse_prompt_embeddings: (B, N, C) point / box / text tokens.
+            dense_prompt_embeddings: (B, C, h, w).
+
+        Returns:
+            masks (B, num_mask_tokens, 4h, 4w) and IoU predictions (B, num_mask_tokens).
+        """
+        b = sparse_prompt_embeddings.shape[0]
+        if image_embeddings.shape[0] not in (1, b):
+            raise ValueError(f'{image_embeddings.shape[0]} image embeddings for {b} prompt sets; '
+                             'expected 1 or one per prompt set')
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1),
+                            sparse_prompt_embeddings.to(output_tokens.dtype)), dim=1)
+        src = image_embeddings.expand(b, -1, -1, -1) + dense_prompt_embeddings
+        pos_src = image_pe.expand(b, -1, -1, -1)
+        _, c, h, w = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
+
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :])
+                                for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
+        _, c, h, w = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        return masks, self.iou_prediction_head(iou_token_out)

@@ -1,0 +1,108 @@
+"""Multi-head attention with SAM's decomposed relative-position bias, in explicit and fused form."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Relative positional embeddings for every (query, key) pair along one axis.
+
+    The table is resized linearly when the grid differs from the one it was
+    trained for, and coordinates are rescaled when query and key grids differ
+    (SAM, Appendix A; MViTv2's decomposed relative positions).
+
+    Args:
+        q_size: number of query positions along the axis.
+        k_size: number of key positions along the axis.
+        rel_pos: (L, C) table.
+
+    Returns:
+        (q_size, k_size, C) embeddings.
+    """
+    max_rel_dist = int(2 * max(q_size, k_size) - 1)
+    if rel_pos.shape[0] != max_rel_dist:
+        rel_pos = F.interpolate(
+            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1),
+            size=max_rel_dist, mode='linear').reshape(-1, max_rel_dist).permute(1, 0)
+    q_scale = max(k_size / q_size, 1.0)
+    k_scale = max(q_size / k_size, 1.0)
+    q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * q_scale
+    k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * k_scale
+    relative = (q_coords - k_coords) + (k_size - 1) * k_scale
+    return rel_pos[relative.long()]
+
+
+def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
+                            q_hw: Tuple[int, int], k_hw: Tuple[int, int]) -> torch.Tensor:
+    """The additive attention bias of SAM's decomposed relative positions.
+
+    Args:
+        q: (B, q_h * q_w, C) unscaled queries.
+        rel_pos_h, rel_pos_w: (L, C) tables for the two axes.
+        q_hw, k_hw: query and key grid sizes.
+
+    Returns:
+        (B, q_h * q_w, k_h * k_w) bias to add to the attention logits.
+    """
+    (q_h, q_w), (k_h, k_w) = q_hw, k_hw
+    table_h = get_rel_pos(q_h, k_h, rel_pos_h)
+    table_w = get_rel_pos(q_w, k_w, rel_pos_w)
+    b, _, c = q.shape
+    r_q = q.reshape(b, q_h, q_w, c)
+    rel_h = torch.einsum('bhwc,hkc->bhwk', r_q, table_h)
+    rel_w = torch.einsum('bhwc,wkc->bhwk', r_q, table_w)
+    bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
+    return bias.reshape(b, q_h * q_w, k_h * k_w)
+
+
+class RelPosAttention(nn.Module):
+    """SAM's image-encoder attention: multi-head, optional decomposed relative positions.
+
+    Parameter names (``qkv``, ``proj``, ``rel_pos_h``, ``rel_pos_w``) follow the
+    official checkpoints. ``fused=True`` computes the same maths with
+    ``scaled_dot_product_attention`` and the relative-position bias as its
+    additive mask (no materialised softmax in Python); ``fused=False`` is the
+    explicit reference.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
+                 use_rel_pos: bool = False, input_size: Optional[Tuple[int, int]] = None,
+                 fused: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'embed dim {dim} is not divisible by num_heads {num_heads}')
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.scale = head_dim ** -0.5
+        self.fused = fused
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = use_rel_pos
+        if use_rel_pos:
+            if input_size is None:
+                raise ValueError('input_size is required when use_rel_pos=True')
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, H, W, C) -> (B, H, W, C)."""
+        b, h, w, _ = x.shape
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        # q, k, v: (B * num_heads, H * W, head_dim)
+        q, k, v = qkv.reshape(3, b * self.num_heads, h * w, -1).unbind(0)
+        bias = None
+        if self.use_rel_pos:
+            bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))
+        if self.fused:
+            if bias is not None:
+                bias = bias.to(q.dtype)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            if bias is not None:
+                attn = attn + bias
+            out = attn.softmax(dim=-1) @ v
+        out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+        return self.proj(out)
