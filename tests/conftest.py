@@ -1,0 +1,19 @@
+"""Shared fixtures: SAM checkpoints in the official key format, made from segment_anything's classes."""
+import os
+
+import pytest
+import torch
+from sam_helpers import build_reference_sam, randomise_zero_inits
+
+# Keep the suite reproducible and light on a 2-core machine.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope='session')
+def tiny_sam_checkpoint(tmp_path_factory):
+    """(path, reference Sam) for a 64-px tiny SAM saved as one official-format state dict."""
+    torch.manual_seed(0)
+    sam = randomise_zero_inits(build_reference_sam(64)).eval()
+    path = tmp_path_factory.mktemp('ckpt') / 'sam_tiny.pth'
+    torch.save(sam.state_dict(), path)
+    return str(path), sam
