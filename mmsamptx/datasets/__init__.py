@@ -1,1 +1,6 @@
+"""Datasets for SAM-PTx benchmarks, registered in mmseg's ``DATASETS``."""
+from . import transforms  # noqa: F401  (registers the data transforms)
+from .ade20k_split import ADE20KSplitDataset
+from .cod import CODDataset
 
+__all__ = ['ADE20KSplitDataset', 'CODDataset']

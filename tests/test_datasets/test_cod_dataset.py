@@ -1,0 +1,76 @@
+"""CODDataset on a miniature COD10K / CAMO."""
+import numpy as np
+import pytest
+from test_datasets.miniature import COD_TRAIN, cod_mask, make_cod
+from mmseg.registry import DATASETS
+
+import mmsamptx  # noqa: F401
+from mmsamptx.datasets.cod import camel_to_words, parse_cod10k_name
+
+META_KEYS = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape',
+             'pad_shape', 'scale_factor', 'flip', 'flip_direction',
+             'reduce_zero_label', 'class_name')
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs', meta_keys=META_KEYS)
+]
+
+
+def test_parse_names():
+    assert parse_cod10k_name('COD10K-CAM-1-Aquatic-1-BatFish-1') == \
+        (True, 'aquatic', 'bat fish')
+    assert parse_cod10k_name('COD10K-NonCAM-5-Background-1-Grass-7')[0] is False
+    assert parse_cod10k_name('camourflage_00012') is None
+    assert camel_to_words('LeafySeaDragon') == 'leafy sea dragon'
+    assert camel_to_words('Stick_Insect') == 'stick insect'
+
+
+def test_train_split_excludes_noncam_and_packs_class_name(tmp_path):
+    root = make_cod(str(tmp_path))
+    ds = DATASETS.build(dict(type='CODDataset', data_root=root, split='train',
+                             pipeline=PIPELINE))
+    assert len(ds) == 3
+    assert [ds.get_data_info(i)['class_name'] for i in range(len(ds))] == \
+        ['bat fish', 'crab', 'stick insect']
+    for i in range(3):
+        s = ds[i]['data_samples']
+        assert s.class_name == ds.get_data_info(i)['class_name']
+        gt = s.gt_sem_seg.data.numpy()[0]
+        np.testing.assert_array_equal(gt, cod_mask(i) // 255)
+        assert set(np.unique(gt)) <= {0, 1}
+
+
+def test_include_noncam_and_test_split(tmp_path):
+    root = make_cod(str(tmp_path))
+    ds = DATASETS.build(dict(type='CODDataset', data_root=root, split='train',
+                             include_noncam=True, pipeline=PIPELINE))
+    assert len(ds) == 4
+    assert ds.get_data_info(3)['is_camouflaged'] is False
+    test = DATASETS.build(dict(type='CODDataset', data_root=root, split='test',
+                               test_mode=True, pipeline=PIPELINE))
+    assert len(test) == 1 and test.get_data_info(0)['class_name'] == 'bird'
+
+
+def test_fallback_class_name_for_camo(tmp_path):
+    root = make_cod(str(tmp_path), train=['camourflage_00001'],
+                    test=['camourflage_00002'])
+    ds = DATASETS.build(dict(type='CODDataset', data_root=root, split='test',
+                             fallback_class_name='camouflaged animal',
+                             pipeline=PIPELINE))
+    assert ds[0]['data_samples'].class_name == 'camouflaged animal'
+
+
+def test_bad_inputs(tmp_path):
+    root = make_cod(str(tmp_path))
+    with pytest.raises(ValueError, match="split must be one of"):
+        DATASETS.build(dict(type='CODDataset', data_root=root, split='val'))
+    (tmp_path / 'Train' / 'GT_Object' / f'{COD_TRAIN[1]}.png').unlink()
+    with pytest.raises(FileNotFoundError, match=COD_TRAIN[1]):
+        DATASETS.build(dict(type='CODDataset', data_root=root, split='train'))
+    empty = tmp_path / 'e'
+    (empty / 'Train' / 'Image').mkdir(parents=True)
+    (empty / 'Train' / 'GT_Object').mkdir(parents=True)
+    with pytest.raises(ValueError, match='is empty'):
+        DATASETS.build(dict(type='CODDataset', data_root=str(empty),
+                            split='train'))

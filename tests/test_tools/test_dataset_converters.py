@@ -1,0 +1,143 @@
+"""Dataset converters on generated miniatures of each benchmark's official files."""
+import importlib.util
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+from test_datasets.miniature import make_ade
+
+from mmsamptx.datasets.utils import (DatasetVerificationError, read_split_file,
+                                     seeded_subset, split_size)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def load_tool(name):
+    """Import tools/dataset_converters/<name>.py as a module."""
+    path = osp.join(ROOT, 'tools', 'dataset_converters', name + '.py')
+    spec = importlib.util.spec_from_file_location(f'converter_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def no_temp_files(folder):
+    """True when no atomic_write temporary (``.*.tmp``) is left in folder."""
+    for _, _, files in os.walk(folder):
+        if any(f.endswith('.tmp') for f in files):
+            return False
+    return True
+
+
+def check_split(ids, pool, size):
+    assert len(ids) == size
+    assert ids == sorted(set(ids))
+    assert set(ids) <= set(pool)
+
+
+# --------------------------------------------------------------- split rules
+def test_split_size_rule_is_ceil():
+    assert split_size(20210, 64) == 316
+    assert split_size(118287, 512) == 232  # round() would give 231
+    assert split_size(3, 64) == 1
+    with pytest.raises(ValueError):
+        split_size(0, 4)
+
+
+def test_seeded_subset_is_order_independent():
+    ids = [f'id{i:03d}' for i in range(50)]
+    a = seeded_subset(ids, 7, seed=3)
+    assert a == seeded_subset(list(reversed(ids)), 7, seed=3)
+    assert a != seeded_subset(ids, 7, seed=4)
+    check_split(a, ids, 7)
+
+
+# --------------------------------------------------------------------- ADE20K
+def test_ade20k_verify_and_split(tmp_path):
+    ade = load_tool('ade20k')
+    root = make_ade(str(tmp_path / 'data'), n_train=10, n_val=3)
+    reports = ade.verify(root, expected_counts=dict(training=10, validation=3))
+    assert reports['training']['num_images'] == 10
+    # image i holds raw classes i+1 and 7i+1 -> indices i and 7i
+    hist = reports['training']['image_histogram']
+    assert hist[1] == 1 and hist[7] == 2 and hist[0] == 0 and sum(hist) == 20
+    assert reports['training']['images_without_labels'] == []
+    with pytest.raises(ValueError, match='expected 20210'):
+        ade.verify(root)
+
+    out = tmp_path / 'splits' / 'ade20k' / '1_4' / 'seed0'
+    ids = ade.make_split(root, denom=4, seed=0, out_dir=str(out))
+    pool = [f'ADE_train_{i:08d}' for i in range(1, 11)]
+    check_split(ids, pool, 3)  # ceil(10 / 4)
+    assert ids == ['ADE_train_00000003', 'ADE_train_00000005',
+                   'ADE_train_00000009']
+    assert read_split_file(str(out / 'labeled.txt')) == ids
+    unl = read_split_file(str(out / 'unlabeled.txt'))
+    assert sorted(unl + ids) == pool
+    # CLI entry point writes the same split
+    ade.main(['split', root, '--denom', '4', '--seed', '0', '--out',
+              str(tmp_path / 'cli')])
+    assert read_split_file(str(tmp_path / 'cli' / 'labeled.txt')) == ids
+    assert no_temp_files(str(tmp_path))
+
+
+def test_ade20k_bad_inputs_are_named(tmp_path):
+    ade = load_tool('ade20k')
+    root = make_ade(str(tmp_path), n_train=6, n_val=2)
+    img_dir = osp.join(root, 'images', 'training')
+    ann_dir = osp.join(root, 'annotations', 'training')
+    # truncated image
+    p = osp.join(img_dir, 'ADE_train_00000001.jpg')
+    data = open(p, 'rb').read()
+    open(p, 'wb').write(data[:len(data) // 2])
+    # missing annotation
+    os.remove(osp.join(ann_dir, 'ADE_train_00000002.png'))
+    # mask size differs from its image
+    cv2.imwrite(osp.join(ann_dir, 'ADE_train_00000003.png'),
+                np.ones((5, 5), np.uint8))
+    # label value out of range (151 > 150 classes)
+    lab = np.ones((12, 16), np.uint8)
+    lab[0, 0] = 151
+    cv2.imwrite(osp.join(ann_dir, 'ADE_train_00000004.png'), lab)
+    # corrupt label
+    open(osp.join(ann_dir, 'ADE_train_00000005.png'), 'wb').write(b'notapng')
+    with pytest.raises(DatasetVerificationError) as e:
+        ade.verify(root, expected_counts=None)
+    msg = str(e.value)
+    assert 'ADE_train_00000001.jpg is corrupt or truncated' in msg
+    assert 'ADE_train_00000002.png' in msg and 'does not exist' in msg
+    assert 'ADE_train_00000003.png is 5x5 (WxH) but its image' in msg
+    assert 'ADE_train_00000004.png has values [151] outside' in msg
+    assert 'ADE_train_00000005.png is corrupt or truncated' in msg
+    assert 'ADE_train_00000006' not in msg
+    with pytest.raises(FileNotFoundError, match='images/training'):
+        ade.verify(str(tmp_path / 'nowhere'))
+
+
+def test_ade20k_download_offline_message(tmp_path):
+    ade = load_tool('ade20k')
+    with pytest.raises(RuntimeError) as e:
+        ade.download(str(tmp_path), url='http://127.0.0.1:9/none.zip')
+    msg = str(e.value)
+    assert 'ADEChallengeData2016.zip' in msg
+    assert str(tmp_path / 'ADEChallengeData2016.zip') in msg
+    assert not (tmp_path / 'ADEChallengeData2016.zip').exists()
+    assert no_temp_files(str(tmp_path))
+
+
+def test_ade20k_extract_from_placed_archive(tmp_path):
+    import zipfile
+    ade = load_tool('ade20k')
+    src = make_ade(str(tmp_path / 'src'), n_train=2, n_val=1)
+    out = tmp_path / 'out'
+    out.mkdir()
+    with zipfile.ZipFile(out / 'ADEChallengeData2016.zip', 'w') as z:
+        for dirpath, _, files in os.walk(src):
+            for f in files:
+                full = osp.join(dirpath, f)
+                z.write(full, osp.relpath(full, osp.dirname(src)))
+    root = ade.download(str(out))
+    assert ade.verify(root, dict(training=2, validation=1))
+    assert osp.isfile(osp.join(root, '.extracted'))
