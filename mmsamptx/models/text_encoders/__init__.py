@@ -1,1 +1,5 @@
+"""Text encoders that turn class names into embeddings for text-guided SAM."""
+from .open_clip_text_encoder import (DEFAULT_TEMPLATES, TINY_MODEL_NAME,
+                                     OpenCLIPTextEncoder)
 
+__all__ = ['OpenCLIPTextEncoder', 'DEFAULT_TEMPLATES', 'TINY_MODEL_NAME']
