@@ -27,6 +27,7 @@ setup(
     long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
+    package_data={'mmsamptx.models.text_encoders': ['model_configs/*.json']},
     python_requires='>=3.10',
     install_requires=read_requirements('runtime'),
     extras_require={'tests': read_requirements('tests')},

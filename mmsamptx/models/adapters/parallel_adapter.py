@@ -19,6 +19,10 @@ class ParallelAdapter(nn.Module):
         scale: fixed factor on the branch output.
     """
 
+    #: whether the adapter reads the per-sample conditioning (text); the
+    #: segmentor then runs one encoder pass per (image, class) pair.
+    conditioned = False
+
     def __init__(self, embed_dims: int, bottleneck: int = 64, scale: float = 0.5) -> None:
         super().__init__()
         if bottleneck <= 0:

@@ -24,6 +24,8 @@ class ParallelTextAdapter(ParallelAdapter):
         scale: fixed factor on the branch output.
     """
 
+    conditioned = True
+
     def __init__(self, embed_dims: int, text_dims: int = 512, bottleneck: int = 64,
                  scale: float = 0.5) -> None:
         super().__init__(embed_dims, bottleneck=bottleneck, scale=scale)

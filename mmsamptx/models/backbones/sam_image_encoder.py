@@ -111,6 +111,16 @@ class SAMImageEncoder(BaseModule):
         """Whether a state-dict key is one of SAM's (as opposed to an adapter's)."""
         return key in self._sam_keys
 
+    @property
+    def is_conditioned(self) -> bool:
+        """Whether any attached adapter reads the per-sample conditioning (``text_embeds``)."""
+        return any(getattr(b.adapter, 'conditioned', False) for b in self.blocks)
+
+    @property
+    def is_adapted(self) -> bool:
+        """Whether any block carries an adapter (the encoder is then not plain SAM)."""
+        return any(b.adapter is not None for b in self.blocks)
+
     def init_weights(self) -> None:
         """Load SAM's encoder weights from ``checkpoint`` / a ``Pretrained`` init_cfg."""
         checkpoint = self.checkpoint
