@@ -1,6 +1,7 @@
 """Datasets for SAM-PTx benchmarks, registered in mmseg's ``DATASETS``."""
 from . import transforms  # noqa: F401  (registers the data transforms)
 from .ade20k_split import ADE20KSplitDataset
+from .coco_object import COCOObjectDataset
 from .cod import CODDataset
 
-__all__ = ['ADE20KSplitDataset', 'CODDataset']
+__all__ = ['ADE20KSplitDataset', 'COCOObjectDataset', 'CODDataset']

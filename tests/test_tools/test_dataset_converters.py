@@ -2,6 +2,7 @@
 import importlib.util
 import os
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ def load_tool(name):
     path = osp.join(ROOT, 'tools', 'dataset_converters', name + '.py')
     spec = importlib.util.spec_from_file_location(f'converter_{name}', path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # so pool workers can pickle its functions
     spec.loader.exec_module(module)
     return module
 
@@ -141,3 +143,95 @@ def test_ade20k_extract_from_placed_archive(tmp_path):
     root = ade.download(str(out))
     assert ade.verify(root, dict(training=2, validation=1))
     assert osp.isfile(osp.join(root, '.extracted'))
+
+
+# ----------------------------------------------------------------------- COCO
+def read_png(path):
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_coco_convert_exact_labels_and_split(tmp_path):
+    from test_datasets.miniature import expected_coco_train_labels, make_coco
+    coco = load_tool('coco_object')
+    root = make_coco(str(tmp_path / 'coco'))
+    counts = coco.convert(root, workers=2)
+    assert counts == dict(train2017=3, val2017=1)
+    for stem, expected in expected_coco_train_labels().items():
+        got = read_png(osp.join(root, 'masks', 'train2017', stem + '.png'))
+        np.testing.assert_array_equal(got, expected, err_msg=stem)
+    val = read_png(osp.join(root, 'masks', 'val2017', '000000000007.png'))
+    assert val[1:3, 1:4].tolist() == [[80] * 3] * 2 and val.sum() == 80 * 6
+    rep = coco.verify(root, expected_counts=dict(train2017=3, val2017=1))
+    assert rep['train2017']['images_without_labels'] == [
+        osp.join(root, 'train2017', '000000000003.jpg')]
+    hist = rep['train2017']['image_histogram']
+    assert hist[1] == hist[17] == hist[3] == hist[80] == 1 and hist[0] == 3
+
+    ids = coco.make_split(root, denom=2, seed=0, out_dir=str(tmp_path / 's'))
+    pool = ['000000000001', '000000000002', '000000000003']
+    check_split(ids, pool, 2)  # ceil(3 / 2)
+    assert ids == ['000000000002', '000000000003']
+    assert read_split_file(str(tmp_path / 's' / 'labeled.txt')) == ids
+    assert no_temp_files(root)
+
+
+def test_coco_crowd_modes(tmp_path):
+    from test_datasets.miniature import make_coco
+    coco = load_tool('coco_object')
+    root = make_coco(str(tmp_path / 'coco'))
+    for mode, value in (('ignore', 255), ('skip', 0)):
+        out = tmp_path / mode
+        coco.convert(root, subsets=['train2017'], out_dir=str(out), workers=0,
+                     crowd=mode)
+        lab = read_png(out / 'train2017' / '000000000002.png')
+        assert (lab[10:16, 2:8] == value).all() and lab[0, 20] == 80
+
+
+def test_coco_interrupted_conversion_resumes(tmp_path, monkeypatch):
+    from test_datasets.miniature import expected_coco_train_labels, make_coco
+    coco = load_tool('coco_object')
+    root = make_coco(str(tmp_path / 'coco'))
+    real = coco.write_png
+    calls = []
+
+    def failing(path, arr):
+        calls.append(path)
+        if len(calls) == 2:
+            # die half-way through writing the second PNG
+            from mmsamptx.utils import atomic_write
+            with atomic_write(path, 'wb') as f:
+                f.write(b'\x89PNG half')
+                raise KeyboardInterrupt
+        real(path, arr)
+
+    monkeypatch.setattr(coco, 'write_png', failing)
+    with pytest.raises(KeyboardInterrupt):
+        coco.convert(root, subsets=['train2017'], workers=0)
+    out = osp.join(root, 'masks', 'train2017')
+    assert sorted(os.listdir(out)) == ['000000000001.png']
+    monkeypatch.setattr(coco, 'write_png', real)
+    coco.convert(root, subsets=['train2017'], workers=0)
+    for stem, expected in expected_coco_train_labels().items():
+        np.testing.assert_array_equal(read_png(osp.join(out, stem + '.png')),
+                                      expected)
+
+
+def test_coco_bad_inputs(tmp_path):
+    import json
+
+    from test_datasets.miniature import make_coco
+    coco = load_tool('coco_object')
+    root = make_coco(str(tmp_path / 'coco'))
+    ann = osp.join(root, 'annotations', 'instances_val2017.json')
+    os.remove(ann)
+    with pytest.raises(FileNotFoundError, match='instances_val2017.json'):
+        coco.convert(root, workers=0)
+    with open(ann, 'w') as f:
+        f.write('{"images": [')
+    with pytest.raises(ValueError, match='instances_val2017.json is not valid'):
+        coco.convert(root, subsets=['val2017'], workers=0)
+    with open(ann, 'w') as f:
+        json.dump(dict(images=[], annotations=[],
+                       categories=[dict(id=12, name='street sign')]), f)
+    with pytest.raises(ValueError, match=r'category ids \[12\]'):
+        coco.convert(root, subsets=['val2017'], workers=0)
