@@ -1,5 +1,5 @@
 """SAM's mask decoder, extended to pair each image embedding with its own prompts."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,9 +28,21 @@ class SAMMaskDecoder(MaskDecoder):
             num_multimask_outputs=num_multimask_outputs, activation=nn.GELU,
             iou_head_depth=iou_head_depth, iou_head_hidden_dim=iou_head_hidden_dim)
 
+    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
+                multimask_output: bool,
+                extra_output_token: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Masks (B, 3 or 1, 4h, 4w) and their predicted IoUs (B, 3 or 1); see :meth:`predict_masks`."""
+        masks, iou_pred = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
+                                             dense_prompt_embeddings, extra_output_token)
+        mask_slice = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, mask_slice], iou_pred[:, mask_slice]
+
     def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                       sparse_prompt_embeddings: torch.Tensor,
-                      dense_prompt_embeddings: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+                      dense_prompt_embeddings: torch.Tensor,
+                      extra_output_token: Optional[torch.Tensor] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Predict all mask tokens' masks and IoUs.
 
         Args:
@@ -38,6 +50,9 @@ class SAMMaskDecoder(MaskDecoder):
             image_pe: (1, C, h, w) dense positional encoding.
             sparse_prompt_embeddings: (B, N, C) point / box / text tokens.
             dense_prompt_embeddings: (B, C, h, w).
+            extra_output_token: optional (B, C) token placed after the mask tokens;
+                its transformer output is added to every mask token's output
+                before the hypernetworks (text injected into the decoder).
 
         Returns:
             masks (B, num_mask_tokens, 4h, 4w) and IoU predictions (B, num_mask_tokens).
@@ -47,8 +62,11 @@ class SAMMaskDecoder(MaskDecoder):
             raise ValueError(f'{image_embeddings.shape[0]} image embeddings for {b} prompt sets; '
                              'expected 1 or one per prompt set')
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1),
-                            sparse_prompt_embeddings.to(output_tokens.dtype)), dim=1)
+        parts = [output_tokens.unsqueeze(0).expand(b, -1, -1)]
+        if extra_output_token is not None:
+            parts.append(extra_output_token[:, None, :].to(output_tokens.dtype))
+        parts.append(sparse_prompt_embeddings.to(output_tokens.dtype))
+        tokens = torch.cat(parts, dim=1)
         src = image_embeddings.expand(b, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(b, -1, -1, -1)
         _, c, h, w = src.shape
@@ -56,6 +74,8 @@ class SAMMaskDecoder(MaskDecoder):
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
+        if extra_output_token is not None:
+            mask_tokens_out = mask_tokens_out + hs[:, 1 + self.num_mask_tokens, None, :]
 
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
         hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :])

@@ -1,0 +1,186 @@
+"""A promptable SAM head: prompt encoder + mask decoder, prompted by points, boxes and/or text."""
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torchvision.ops import sigmoid_focal_loss
+
+from ..utils.sam_checkpoint import load_sam_part
+from .sam_mask_decoder import SAMMaskDecoder
+from .sam_prompt_encoder import SAMPromptEncoder
+
+TEXT_INJECTIONS = (None, 'prompt', 'decoder')
+
+
+@MODELS.register_module()
+class SAMPromptableHead(BaseModule):
+    """SAM's prompt encoder and mask decoder, with optional text prompts, and SAM's losses.
+
+    Text can enter here (besides the encoder's adapters), as the two
+    alternatives SAM-PTx compares against (arXiv 2508.00213, Sec. 4):
+    ``text_injection='prompt'`` adds the projected text embedding as one more
+    sparse prompt token; ``'decoder'`` adds it as an extra output token of the
+    mask decoder, whose output refines every mask token.
+
+    Args:
+        image_size, patch_size: the encoder's input side and patch (sizes the prompt encoder).
+        embed_dims: SAM's prompt / decoder width (256).
+        decoder: extra arguments of :class:`SAMMaskDecoder`.
+        multimask_output: predict SAM's 3 masks and train the best one (by loss)
+            instead of the single-mask output.
+        text_injection: ``None``, ``'prompt'`` or ``'decoder'``.
+        text_dims: width of the text embeddings (with ``text_injection``).
+        frozen_prompt_encoder, frozen_decoder: freeze SAM's modules here.
+        mask_loss: ``'focal'`` (SAM's) or ``'bce'`` on mask logits.
+        loss_weights: weights of the mask, dice and IoU-MSE terms (SAM: 20, 1, 1).
+        checkpoint: an official SAM file or URL, loaded in :meth:`init_weights`.
+    """
+
+    def __init__(self, image_size: int = 1024, patch_size: int = 16, embed_dims: int = 256,
+                 decoder: Optional[dict] = None, multimask_output: bool = False,
+                 text_injection: Optional[str] = None, text_dims: int = 512,
+                 frozen_prompt_encoder: bool = True, frozen_decoder: bool = False,
+                 mask_loss: str = 'focal', loss_weights: Optional[Dict[str, float]] = None,
+                 checkpoint: Optional[str] = None, init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if text_injection not in TEXT_INJECTIONS:
+            raise ValueError(f'text_injection must be one of {TEXT_INJECTIONS}, got {text_injection!r}')
+        if mask_loss not in ('focal', 'bce'):
+            raise ValueError(f"mask_loss must be 'focal' or 'bce', got {mask_loss!r}")
+        self.image_size = image_size
+        self.multimask_output = multimask_output
+        self.text_injection = text_injection
+        self.mask_loss = mask_loss
+        self.loss_weights = dict(mask=20.0, dice=1.0, iou=1.0, **(loss_weights or {}))
+        self.checkpoint = checkpoint
+        self.prompt_encoder = SAMPromptEncoder(embed_dims, image_size, patch_size)
+        self.mask_decoder = SAMMaskDecoder(transformer_dim=embed_dims, **(decoder or {}))
+        for module, frozen in ((self.prompt_encoder, frozen_prompt_encoder),
+                               (self.mask_decoder, frozen_decoder)):
+            for p in module.parameters():
+                p.requires_grad = not frozen
+        self.text_proj = None
+        if text_injection is not None:
+            self.text_proj = nn.Linear(text_dims, embed_dims)
+        self.loss_dice = MODELS.build(dict(type='DiceLoss', use_sigmoid=True, activate=False,
+                                           naive_dice=True, eps=1.0, reduction='none'))
+
+    @property
+    def uses_text(self) -> bool:
+        return self.text_injection is not None
+
+    def init_weights(self) -> None:
+        """Load SAM's prompt encoder and mask decoder from ``checkpoint`` / a Pretrained init_cfg."""
+        checkpoint = self.checkpoint
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            checkpoint = self.init_cfg['checkpoint']
+        if checkpoint is None:
+            super().init_weights()
+            return
+        from ..utils.sam_checkpoint import load_sam_state_dict
+        state = load_sam_state_dict(checkpoint)
+        load_sam_part(self.prompt_encoder, checkpoint, 'prompt_encoder.', state_dict=state)
+        load_sam_part(self.mask_decoder, checkpoint, 'mask_decoder.', state_dict=state)
+        self._is_init = True
+
+    def check_points(self, points: torch.Tensor, labels: torch.Tensor) -> None:
+        """Raise for points that are not (B, N, 2) inside the input image, or bad labels."""
+        if points.dim() != 3 or points.shape[-1] != 2 or labels.shape != points.shape[:2]:
+            raise ValueError(f'points must be (B, N, 2) with labels (B, N); got {tuple(points.shape)} '
+                             f'and {tuple(labels.shape)}')
+        valid = labels >= 0
+        outside = valid & ((points < 0) | (points >= self.image_size)).any(-1)
+        if outside.any():
+            b, n = outside.nonzero()[0].tolist()
+            raise ValueError(f'point {points[b, n].tolist()} (prompt {b}, point {n}) lies outside the '
+                             f'{self.image_size}x{self.image_size} input image')
+        if not torch.isin(labels, labels.new_tensor([-1, 0, 1])).all():
+            raise ValueError(f'point labels must be 1 (positive), 0 (negative) or -1 (padding); '
+                             f'got {labels.unique().tolist()}')
+
+    def forward(self, image_embeddings: torch.Tensor, points: Optional[torch.Tensor] = None,
+                point_labels: Optional[torch.Tensor] = None, boxes: Optional[torch.Tensor] = None,
+                text_embeds: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Predict masks for B prompt sets.
+
+        Args:
+            image_embeddings: (1 or B, C, h, w) from the neck.
+            points: (B, N, 2) xy in input pixels; point_labels: (B, N).
+            boxes: (B, 4) xyxy in input pixels.
+            text_embeds: (B, D), used when ``text_injection`` is set.
+
+        Returns:
+            mask logits (B, M, 4h, 4w) and predicted IoUs (B, M), M = 3 or 1.
+        """
+        batch = next(t.shape[0] for t in (points, boxes, text_embeds, image_embeddings)
+                     if t is not None)
+        point_prompt = None
+        if points is not None:
+            if point_labels is None:
+                point_labels = points.new_ones(points.shape[:2], dtype=torch.long)
+            self.check_points(points, point_labels)
+            point_prompt = (points, point_labels)
+        sparse, dense = self.prompt_encoder.embed(point_prompt, boxes, None, batch_size=batch)
+        extra = None
+        if self.text_injection is not None:
+            if text_embeds is None:
+                raise ValueError(f"text_injection={self.text_injection!r} needs text_embeds (B, D)")
+            token = self.text_proj(text_embeds.to(self.text_proj.weight.dtype))
+            if self.text_injection == 'prompt':
+                sparse = torch.cat([sparse, token[:, None, :].to(sparse.dtype)], dim=1)
+            else:
+                extra = token
+        return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse,
+                                 dense, self.multimask_output, extra_output_token=extra)
+
+    def loss(self, mask_logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor,
+             ignore_index: int = 255) -> Dict[str, torch.Tensor]:
+        """SAM's training losses on binary targets.
+
+        Args:
+            mask_logits: (B, M, h, w); resized to the targets' size.
+            iou_pred: (B, M).
+            targets: (B, H, W) with 1 = in the mask, 0 = out, ``ignore_index`` = not counted.
+
+        Returns:
+            ``loss_mask`` (focal or BCE), ``loss_dice`` and ``loss_iou`` (MSE of the
+            predicted IoU), each weighted; with M = 3 only the mask of least
+            mask + dice loss counts per sample, as SAM trains.
+        """
+        b, m = mask_logits.shape[:2]
+        logits = F.interpolate(mask_logits.float(), size=targets.shape[-2:], mode='bilinear',
+                               align_corners=False)
+        valid = (targets != ignore_index).float()[:, None].expand_as(logits)
+        target = (targets == 1).float()[:, None].expand_as(logits)
+        n_valid = valid.flatten(2).sum(-1).clamp(min=1.0)
+        if self.mask_loss == 'focal':
+            pix = sigmoid_focal_loss(logits, target, alpha=0.25, gamma=2.0, reduction='none')
+        else:
+            pix = F.binary_cross_entropy_with_logits(logits, target, reduction='none')
+        mask_l = (pix * valid).flatten(2).sum(-1) / n_valid                      # (B, M)
+        prob = logits.sigmoid() * valid
+        dice_l = self.loss_dice(prob.flatten(0, 1)[:, None],
+                                (target * valid).flatten(0, 1)[:, None]).view(b, m)
+        total = self.loss_weights['mask'] * mask_l + self.loss_weights['dice'] * dice_l
+        best = total.argmin(dim=1) if m > 1 else torch.zeros(b, dtype=torch.long, device=total.device)
+        rows = torch.arange(b, device=total.device)
+        with torch.no_grad():
+            hard = (logits[rows, best] > 0).float() * valid[rows, best]
+            tgt = target[rows, best] * valid[rows, best]
+            inter = (hard * tgt).flatten(1).sum(-1)
+            union = (hard + tgt).clamp(max=1).flatten(1).sum(-1)
+            true_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+        iou_l = F.mse_loss(iou_pred[rows, best].float(), true_iou)
+        return dict(loss_mask=self.loss_weights['mask'] * mask_l[rows, best].mean(),
+                    loss_dice=self.loss_weights['dice'] * dice_l[rows, best].mean(),
+                    loss_iou=self.loss_weights['iou'] * iou_l)
+
+    def select_mask(self, mask_logits: torch.Tensor, iou_pred: torch.Tensor
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The mask SAM would return: (B, M, h, w), (B, M) -> (B, h, w), (B,), best predicted IoU."""
+        best = iou_pred.argmax(dim=1)
+        rows = torch.arange(mask_logits.shape[0], device=mask_logits.device)
+        return mask_logits[rows, best], iou_pred[rows, best]

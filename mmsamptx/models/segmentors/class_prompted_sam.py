@@ -1,0 +1,244 @@
+"""Class-prompted SAM: one (image, class) sample per class, text-conditioned, assembled into a semantic map."""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+from mmengine.structures import PixelData
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from torch import Tensor
+
+from ..utils.param_report import format_parameter_report
+from .point_sampler import PointSampler
+
+INFERENCE_MODES = ('prompted', 'text')
+
+
+@MODELS.register_module()
+class ClassPromptedSAM(BaseSegmentor):
+    """Semantic segmentation with SAM prompted by class names (and points).
+
+    Training (SAM-PTx, arXiv 2508.00213): for each image, up to
+    ``train_cfg.classes_per_image`` classes present in its ground truth become
+    (image, class) samples, each with a binary target, ``num_points`` points
+    sampled from it and the class's CLIP text embedding. A text-conditioned
+    encoder runs once per sample; the samples of one image share one patch
+    embedding and run as one batch. An unconditioned encoder runs once per image.
+
+    Inference (``test_cfg.mode``):
+      * ``'prompted'``: every class present in the ground truth, prompted with its
+        name and points from its mask (as in the paper); each pixel takes the
+        class of highest mask logit.
+      * ``'text'``: every class of the vocabulary, prompted by its name only; each
+        pixel takes the class of highest ``sigmoid(logit) * predicted IoU``.
+        No ground truth is read.
+
+    Args:
+        backbone, neck, decode_head: a :class:`SAMImageEncoder` (with or without
+            adapters), :class:`SAMNeck` and :class:`SAMPromptableHead` config.
+        class_names: the dataset's classes, in label order.
+        text_encoder: an :class:`OpenCLIPTextEncoder` config, required when text
+            is used anywhere (text adapters or head injection).
+        train_cfg: ``classes_per_image`` (K), ``num_points`` (N).
+        test_cfg: ``mode``, ``num_points``, ``class_chunk`` (classes per forward).
+        seed: seeds the point and class samplers.
+    """
+
+    def __init__(self, backbone: dict, neck: dict, decode_head: dict, class_names: Sequence[str],
+                 text_encoder: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 ignore_index: int = 255, seed: int = 0, init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not class_names:
+            raise ValueError('class_names is empty')
+        self.class_names = list(class_names)
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck)
+        self.decode_head = MODELS.build(decode_head)
+        self.text_encoder = MODELS.build(text_encoder) if text_encoder is not None else None
+        self.train_cfg = dict(classes_per_image=4, num_points=1, **(train_cfg or {}))
+        self.test_cfg = dict(mode='prompted', num_points=1, class_chunk=16, **(test_cfg or {}))
+        self.ignore_index = ignore_index
+        self.align_corners = False
+        if self.test_cfg['mode'] not in INFERENCE_MODES:
+            raise ValueError(f"test_cfg.mode must be one of {INFERENCE_MODES}, got {self.test_cfg['mode']!r}")
+        if self.uses_text and self.text_encoder is None:
+            raise ValueError('this model reads text (text adapters or text_injection) but has no text_encoder')
+        if self.test_cfg['mode'] == 'text' and not self.uses_text:
+            raise ValueError("test_cfg.mode='text' needs a model that reads text: add text adapters "
+                             "or decode_head.text_injection, or use mode='prompted'")
+        self.train_sampler = PointSampler(self.train_cfg['num_points'], seed)
+        self.test_sampler = PointSampler(self.test_cfg['num_points'], seed)
+        self._rng = torch.Generator().manual_seed(seed)
+        self._class_embeds: Optional[Tensor] = None
+
+    # ----------------------------------------------------------------- text
+    @property
+    def uses_text(self) -> bool:
+        """Whether text reaches the model (conditioned adapters or the head)."""
+        return self.backbone.is_conditioned or self.decode_head.uses_text
+
+    def class_embeddings(self) -> Optional[Tensor]:
+        """(C, D) text embeddings of ``class_names``, computed once."""
+        if not self.uses_text:
+            return None
+        device = next(self.decode_head.parameters()).device
+        if self._class_embeds is None or self._class_embeds.device != device:
+            self._class_embeds = self.text_encoder.encode(self.class_names).to(device)
+        return self._class_embeds
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        self._class_embeds = None
+        MMLogger.get_current_instance().info(
+            'Trainable / total parameters:\n' + format_parameter_report(self))
+
+    # -------------------------------------------------------------- encoder
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor]:
+        """Unconditioned image embeddings: (B, 3, S, S) -> ((B, 256, S/16, S/16),)."""
+        return self.neck(self.backbone(inputs))
+
+    def encode_samples(self, inputs: Tensor, img_index: Tensor, text: Optional[Tensor]) -> Tensor:
+        """Image embeddings for (image, class) samples.
+
+        Args:
+            inputs: (B, 3, S, S) images.
+            img_index: (M,) image of each sample.
+            text: (M, D) class embeddings of the samples, or None.
+
+        Returns:
+            (M, 256, S/16, S/16).
+        """
+        if self.backbone.is_conditioned:
+            tokens = self.backbone.embed(inputs)[img_index]  # one patch embedding per image
+            _, outs = self.backbone.run_blocks(tokens, text)
+            return self.neck(outs)[0]
+        return self.extract_feat(inputs)[0][img_index]
+
+    # ------------------------------------------------------------- training
+    def _training_samples(self, data_samples: List[SegDataSample]):
+        """Pick classes and points per image; returns index tensors, points and binary targets."""
+        img_index, class_ids, points, targets = [], [], [], []
+        k = self.train_cfg['classes_per_image']
+        for i, ds in enumerate(data_samples):
+            gt = ds.gt_sem_seg.data[0]
+            present = gt.unique()
+            present = present[(present != self.ignore_index)]
+            if (present >= len(self.class_names)).any():
+                raise ValueError(f"label value {present.max().item()} in {ds.metainfo.get('seg_map_path')} "
+                                 f'is outside the {len(self.class_names)} classes of this model')
+            if present.numel() == 0:
+                continue
+            chosen = present[torch.randperm(present.numel(), generator=self._rng)[:k].to(present.device)]
+            for c in chosen.tolist():
+                mask = gt == c
+                img_index.append(i)
+                class_ids.append(c)
+                points.append(self.train_sampler.sample(mask, self._rng, f'class {c}'))
+                target = mask.long()
+                target[gt == self.ignore_index] = self.ignore_index
+                targets.append(target)
+        if not img_index:
+            return None
+        device = data_samples[0].gt_sem_seg.data.device
+        return (torch.tensor(img_index, device=device), torch.tensor(class_ids, device=device),
+                torch.stack(points).to(device), torch.stack(targets))
+
+    def loss(self, inputs: Tensor, data_samples: List[SegDataSample]) -> Dict[str, Tensor]:
+        """Losses of the mask decoder on K (image, class) samples per image."""
+        picked = self._training_samples(data_samples)
+        if picked is None:  # no labelled pixel in the whole batch: a zero loss keeps DDP in step
+            zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
+            return dict(loss_mask=zero, loss_dice=zero, loss_iou=zero)
+        img_index, class_ids, points, targets = picked
+        embeds = self.class_embeddings()
+        text = embeds[class_ids] if embeds is not None else None
+        image_embeddings = self.encode_samples(inputs, img_index, text)
+        logits, iou = self.decode_head(image_embeddings, points, None, None, text)
+        return self.decode_head.loss(logits, iou, targets, self.ignore_index)
+
+    # ------------------------------------------------------------ inference
+    def _prompted_classes(self, ds: SegDataSample):
+        """Classes present in the ground truth and their points in input coordinates."""
+        if 'gt_sem_seg' not in ds:
+            raise ValueError("test_cfg.mode='prompted' samples points from the ground truth, but the "
+                             'test pipeline loads none: add LoadAnnotations, or use mode="text"')
+        gt = ds.gt_sem_seg.data[0]
+        present = [c for c in gt.unique().tolist() if c != self.ignore_index]
+        w_scale, h_scale = ds.metainfo.get('scale_factor', (1.0, 1.0))
+        key = ds.metainfo.get('img_path', '')
+        pts = [self.test_sampler.sample(gt == c, self.test_sampler.generator_for(f'{key}:{c}'),
+                                        f'class {c} of {key}') for c in present]
+        if pts:
+            scale = torch.tensor([w_scale, h_scale])
+            pts = [p * scale for p in pts]
+        return present, pts
+
+    def _predict_one(self, inputs: Tensor, i: int, ds: SegDataSample) -> Tensor:
+        """(1, H_ori, W_ori) class map for image i."""
+        meta = ds.metainfo
+        ori_h, ori_w = meta['ori_shape'][:2]
+        img_h, img_w = meta.get('img_shape', inputs.shape[-2:])[:2]
+        if self.test_cfg['mode'] == 'prompted':
+            classes, points = self._prompted_classes(ds)
+        else:
+            classes, points = list(range(len(self.class_names))), None
+        best = inputs.new_full((ori_h, ori_w), float('-inf'))
+        label = torch.full((ori_h, ori_w), self.ignore_index, dtype=torch.long, device=inputs.device)
+        if not classes:
+            return label[None]
+        embeds = self.class_embeddings()
+        shared = None if self.backbone.is_conditioned else self.extract_feat(inputs[i:i + 1])[0]
+        chunk = self.test_cfg['class_chunk']
+        for start in range(0, len(classes), chunk):
+            cls = torch.tensor(classes[start:start + chunk], device=inputs.device)
+            text = embeds[cls] if embeds is not None else None
+            if shared is None:
+                emb = self.encode_samples(inputs[i:i + 1], torch.zeros_like(cls), text)
+            else:
+                emb = shared
+            pts = torch.stack(points[start:start + chunk]).to(inputs.device) if points else None
+            logits, iou = self.decode_head(emb, pts, None, None, text)
+            mask, score = self.decode_head.select_mask(logits, iou)
+            mask = F.interpolate(mask[:, None], size=inputs.shape[-2:], mode='bilinear',
+                                 align_corners=False)[:, :, :img_h, :img_w]
+            if meta.get('flip', False):
+                mask = mask.flip(dims=(3,) if meta.get('flip_direction') == 'horizontal' else (2,))
+            mask = F.interpolate(mask, size=(ori_h, ori_w), mode='bilinear', align_corners=False)[:, 0]
+            if self.test_cfg['mode'] == 'text':
+                mask = mask.sigmoid() * score[:, None, None]
+            top, arg = mask.max(dim=0)
+            better = top > best
+            best = torch.where(better, top, best)
+            label = torch.where(better, cls[arg], label)
+        return label[None]
+
+    def predict(self, inputs: Tensor, data_samples: Optional[List[SegDataSample]] = None
+                ) -> List[SegDataSample]:
+        """Semantic maps at the original image size, in ``pred_sem_seg``."""
+        if data_samples is None:
+            data_samples = [SegDataSample(metainfo=dict(ori_shape=inputs.shape[-2:],
+                                                         img_shape=inputs.shape[-2:]))
+                            for _ in range(inputs.shape[0])]
+        for i, ds in enumerate(data_samples):
+            ds.set_data(dict(pred_sem_seg=PixelData(data=self._predict_one(inputs, i, ds))))
+        return data_samples
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
+        """Text-prompted logits of every class: (B, 3, S, S) -> (B, C, S, S)."""
+        embeds = self.class_embeddings()
+        if embeds is None:
+            raise ValueError('encode_decode prompts every class by its name; this model reads no text')
+        out = []
+        for i in range(inputs.shape[0]):
+            cls = torch.arange(len(self.class_names), device=inputs.device)
+            emb = self.encode_samples(inputs[i:i + 1], torch.zeros_like(cls), embeds)
+            mask, _ = self.decode_head.select_mask(*self.decode_head(emb, None, None, None, embeds))
+            out.append(F.interpolate(mask[:, None], size=inputs.shape[-2:], mode='bilinear',
+                                     align_corners=False)[:, 0])
+        return torch.stack(out)
+
+    def _forward(self, inputs: Tensor, data_samples: Optional[List[SegDataSample]] = None) -> Tensor:
+        return self.encode_decode(inputs, [])
