@@ -3,5 +3,9 @@ from . import transforms  # noqa: F401  (registers the data transforms)
 from .ade20k_split import ADE20KSplitDataset
 from .coco_object import COCOObjectDataset
 from .cod import CODDataset
+from .few_shot_binary import FewShotBinaryDataset
 
-__all__ = ['ADE20KSplitDataset', 'COCOObjectDataset', 'CODDataset']
+__all__ = [
+    'ADE20KSplitDataset', 'COCOObjectDataset', 'CODDataset',
+    'FewShotBinaryDataset'
+]

@@ -235,3 +235,49 @@ def test_coco_bad_inputs(tmp_path):
                        categories=[dict(id=12, name='street sign')]), f)
     with pytest.raises(ValueError, match=r'category ids \[12\]'):
         coco.convert(root, subsets=['val2017'], workers=0)
+
+
+# ------------------------------------------------------------------- few-shot
+def test_dsb2018_convert_verify_split(tmp_path):
+    from test_datasets.miniature import dsb_union, make_dsb
+    fs = load_tool('few_shot_binary')
+    stage = make_dsb(str(tmp_path / 'raw'), n=5)
+    out = str(tmp_path / 'dsb')
+    assert fs.convert_dsb2018(stage, out, workers=2) == 5
+    ids = sorted(os.listdir(stage))
+    for i, sid in enumerate(ids):
+        m = read_png(osp.join(out, 'masks', sid + '.png'))
+        np.testing.assert_array_equal(m, dsb_union(i) * 255)
+        assert open(osp.join(out, 'images', sid + '.png'), 'rb').read() == \
+            open(osp.join(stage, sid, 'images', sid + '.png'), 'rb').read()
+    rep = fs.verify(out, expected_count=5)
+    assert rep['image_histogram'] == [5, 5]
+    assert rep['images_without_labels'] == []
+    shots = fs.make_split(out, num_shots=2, seed=0, out_dir=str(tmp_path / 's'))
+    check_split(shots, ids, 2)
+    assert shots == ['00abababab', '02abababab']
+    assert read_split_file(str(tmp_path / 's' / 'test.txt')) == \
+        sorted(set(ids) - set(shots))
+    assert no_temp_files(str(tmp_path))
+
+
+def test_few_shot_bad_masks_named(tmp_path):
+    from test_datasets.miniature import make_folder_binary
+    fs = load_tool('few_shot_binary')
+    root = make_folder_binary(str(tmp_path), n=4)
+    lab = np.zeros((8, 10), np.uint8)
+    lab[0, 0] = 128
+    cv2.imwrite(osp.join(root, 'masks', 'cell_001.png'), lab)
+    cv2.imwrite(osp.join(root, 'masks', 'cell_002.png'),
+                np.zeros((3, 3), np.uint8))
+    with pytest.raises(DatasetVerificationError) as e:
+        fs.verify(root)
+    assert 'cell_001.png has values [128] outside' in str(e.value)
+    assert 'cell_002.png is 3x3 (WxH) but its image' in str(e.value)
+    os.remove(osp.join(root, 'masks', 'cell_003.png'))
+    with pytest.raises(ValueError, match=r"images without mask \['cell_003'\]"):
+        fs.verify(root)
+    stage = tmp_path / 'stage1_train' / 'abc'
+    (stage / 'masks').mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match='abc.png'):
+        fs.convert_dsb2018(str(tmp_path / 'stage1_train'), str(tmp_path / 'o'))
