@@ -4,8 +4,9 @@ from .ade20k_split import ADE20KSplitDataset
 from .coco_object import COCOObjectDataset
 from .cod import CODDataset
 from .few_shot_binary import FewShotBinaryDataset
+from .refcoco import RefCOCODataset
 
 __all__ = [
     'ADE20KSplitDataset', 'COCOObjectDataset', 'CODDataset',
-    'FewShotBinaryDataset'
+    'FewShotBinaryDataset', 'RefCOCODataset'
 ]

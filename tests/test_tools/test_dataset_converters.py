@@ -281,3 +281,29 @@ def test_few_shot_bad_masks_named(tmp_path):
     (stage / 'masks').mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match='abc.png'):
         fs.convert_dsb2018(str(tmp_path / 'stage1_train'), str(tmp_path / 'o'))
+
+
+# -------------------------------------------------------------------- RefCOCO
+def test_refcoco_masks_and_verify(tmp_path):
+    from test_datasets.miniature import make_refer
+    ref = load_tool('refcoco')
+    root = make_refer(str(tmp_path))
+    assert ref.write_masks(root, 'refcoco', workers=2) == 3
+    m = read_png(osp.join(root, 'refcoco', 'masks', '101.png'))
+    expected = np.zeros((16, 20), np.uint8)
+    expected[8:14, 12:18] = 1
+    np.testing.assert_array_equal(m, expected)
+    rep = ref.verify(root, 'refcoco', expected=False)
+    assert rep['val'] == dict(refs=2, sentences=3, images=2)
+    assert rep['testA'] == dict(refs=1, sentences=1, images=1)
+    assert rep['testB'] == dict(refs=0, sentences=0, images=0)
+    with pytest.raises(ValueError, match='train: 1 refs / 1 sentences, expected 42404 / 120624'):
+        ref.verify(root, 'refcoco')
+    cv2.imwrite(osp.join(root, 'refcoco', 'masks', '102.png'),
+                np.zeros((3, 3), np.uint8))
+    with pytest.raises(ValueError, match=r'102.png is \(3, 3\) but image'):
+        ref.verify(root, 'refcoco', expected=False)
+    os.remove(osp.join(root, 'refcoco', 'instances.json'))
+    with pytest.raises(FileNotFoundError, match='refcoco/instances.json'):
+        ref.write_masks(root, 'refcoco')
+    assert no_temp_files(root)

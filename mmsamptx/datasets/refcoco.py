@@ -1,0 +1,179 @@
+"""Referring segmentation: RefCOCO, RefCOCO+ and RefCOCOg in the ``refer`` layout."""
+import json
+import os.path as osp
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+
+from .utils import coco_segm_to_mask, safe_pickle_load, write_png
+
+# (dataset, split_by) -> splits, as published with the ``refer`` API.
+REFER_SPLITS: Dict[Tuple[str, str], Tuple[str, ...]] = OrderedDict([
+    (('refcoco', 'unc'), ('train', 'val', 'testA', 'testB')),
+    (('refcoco', 'google'), ('train', 'val', 'test')),
+    (('refcoco+', 'unc'), ('train', 'val', 'testA', 'testB')),
+    (('refcocog', 'umd'), ('train', 'val', 'test')),
+    (('refcocog', 'google'), ('train', 'val')),
+])
+DEFAULT_SPLIT_BY = {'refcoco': 'unc', 'refcoco+': 'unc', 'refcocog': 'umd'}
+
+
+def load_refer(refer_root: str, dataset: str, split_by: str):
+    """Load ``refs(<split_by>).p`` (safely) and ``instances.json`` of a dataset.
+
+    Returns ``(refs, images by id, annotations by id, category names by id)``.
+    """
+    folder = osp.join(refer_root, dataset)
+    refs_path = osp.join(folder, f'refs({split_by}).p')
+    inst_path = osp.join(folder, 'instances.json')
+    for path in (refs_path, inst_path):
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'{dataset} annotation file {path} does not exist; see '
+                'docs/datasets.md (refer layout)')
+    refs = safe_pickle_load(refs_path)
+    if not isinstance(refs, list):
+        raise ValueError(f'{refs_path} holds a {type(refs).__name__}, '
+                         'expected a list of refs')
+    try:
+        with open(inst_path, encoding='utf-8') as f:
+            inst = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{inst_path} is not valid JSON (truncated?): '
+                         f'{e}') from e
+    images = {im['id']: im for im in inst['images']}
+    anns = {a['id']: a for a in inst['annotations']}
+    cats = {c['id']: c['name'] for c in inst.get('categories', [])}
+    return refs, images, anns, cats
+
+
+def referred_mask_path(mask_dir: str, ann_id) -> str:
+    """Where the 0/1 mask PNG of annotation ``ann_id`` is cached."""
+    return osp.join(mask_dir, f'{ann_id}.png')
+
+
+def write_referred_mask(ann: dict, image: dict, mask_dir: str) -> str:
+    """Decode an annotation's segmentation and write it as a 0/1 PNG."""
+    path = referred_mask_path(mask_dir, ann['id'])
+    if not osp.isfile(path):
+        write_png(path, coco_segm_to_mask(ann['segmentation'],
+                                          image['height'], image['width']))
+    return path
+
+
+@DATASETS.register_module()
+class RefCOCODataset(BaseSegDataset):
+    """One sample per (referred object, expression) of RefCOCO/+/g.
+
+    Layout (the ``refer`` toolkit's)::
+
+        <data_root>/refcoco/refs(unc).p     + instances.json
+        <data_root>/refcoco+/refs(unc).p    + instances.json
+        <data_root>/refcocog/refs(umd).p    + instances.json
+        <data_root>/images/train2014/COCO_train2014_*.jpg   (data_prefix)
+
+    The mask of a sample is the referred annotation's segmentation decoded
+    with pycocotools; it is cached once as a 0/1 PNG in
+    ``<mask_dir>/<ann_id>.png`` (default ``<data_root>/<dataset>/masks``,
+    written atomically; ``tools/dataset_converters/refcoco.py masks`` fills it
+    in parallel) so mmseg's ``LoadAnnotations`` reads it unchanged.
+
+    Each data info carries ``expression`` (the sentence's ``sent`` string),
+    ``ref_id``, ``sent_id``, ``ann_id`` and ``class_name`` (COCO category). Add
+    ``'expression'`` to ``PackSegInputs.meta_keys`` to reach the model.
+
+    ``refs(*).p`` is read with an unpickler that only accepts builtin types.
+
+    Args:
+        dataset (str): ``'refcoco'``, ``'refcoco+'`` or ``'refcocog'``.
+        split (str): e.g. ``'val'``, ``'testA'``, ``'testB'`` (refcoco, +),
+            ``'val'``/``'test'`` (refcocog umd), ``'train'``. An unknown split
+            raises listing the valid ones.
+        split_by (str, optional): ``'unc'``, ``'umd'`` or ``'google'``;
+            default unc for refcoco/refcoco+, umd for refcocog.
+        mask_dir (str, optional): Mask cache folder.
+        data_prefix (dict): ``img_path`` of the COCO train2014 images.
+    """
+
+    METAINFO = dict(classes=('background', 'referred object'),
+                    palette=[[0, 0, 0], [255, 255, 255]])
+
+    def __init__(self,
+                 dataset: str = 'refcoco',
+                 split: str = 'val',
+                 split_by: Optional[str] = None,
+                 mask_dir: Optional[str] = None,
+                 img_suffix: str = '.jpg',
+                 seg_map_suffix: str = '.png',
+                 data_prefix: dict = dict(img_path='images/train2014'),
+                 **kwargs) -> None:
+        if dataset not in DEFAULT_SPLIT_BY:
+            raise ValueError(f'dataset must be one of '
+                             f'{sorted(DEFAULT_SPLIT_BY)}, got {dataset!r}')
+        split_by = split_by or DEFAULT_SPLIT_BY[dataset]
+        if (dataset, split_by) not in REFER_SPLITS:
+            valid = [s for d, s in REFER_SPLITS if d == dataset]
+            raise ValueError(f'{dataset} has no split_by {split_by!r}; valid: '
+                             f'{valid}')
+        valid = REFER_SPLITS[(dataset, split_by)]
+        if split not in valid:
+            raise ValueError(f'{dataset} ({split_by}) has no split {split!r}; '
+                             f'valid splits: {list(valid)}')
+        self.dataset = dataset
+        self.split = split
+        self.split_by = split_by
+        self.mask_dir = mask_dir
+        super().__init__(
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            data_prefix=data_prefix,
+            reduce_zero_label=False,
+            **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        """One data info per sentence of every ref in ``split``."""
+        root = self.data_root or ''
+        refs, images, anns, cats = load_refer(root, self.dataset,
+                                              self.split_by)
+        mask_dir = self.mask_dir or osp.join(root, self.dataset, 'masks')
+        img_dir = self.data_prefix.get('img_path', '') or ''
+        data_list, seen_images = [], set()
+        for ref in refs:
+            if ref.get('split') != self.split:
+                continue
+            ann = anns.get(ref['ann_id'])
+            image = images.get(ref['image_id'])
+            if ann is None or image is None:
+                raise ValueError(
+                    f'ref {ref["ref_id"]} of {self.dataset} names annotation '
+                    f'{ref["ann_id"]} / image {ref["image_id"]} missing from '
+                    f'{osp.join(root, self.dataset, "instances.json")}')
+            img_path = osp.join(img_dir, image['file_name'])
+            if img_path not in seen_images:
+                if not osp.isfile(img_path):
+                    raise FileNotFoundError(
+                        f'image {img_path} of ref {ref["ref_id"]} '
+                        f'({self.dataset} {self.split}) does not exist')
+                seen_images.add(img_path)
+            seg_path = write_referred_mask(ann, image, mask_dir)
+            for sent in ref['sentences']:
+                data_list.append(
+                    dict(
+                        img_path=img_path,
+                        seg_map_path=seg_path,
+                        label_map=None,
+                        reduce_zero_label=False,
+                        seg_fields=[],
+                        expression=sent['sent'],
+                        sent_id=sent.get('sent_id'),
+                        ref_id=ref['ref_id'],
+                        ann_id=ref['ann_id'],
+                        image_id=ref['image_id'],
+                        class_name=cats.get(ann.get('category_id'), '')))
+        if not data_list:
+            raise ValueError(f'RefCOCODataset is empty: {self.dataset} '
+                             f'({self.split_by}) has no ref in split '
+                             f'{self.split!r}')
+        return data_list
