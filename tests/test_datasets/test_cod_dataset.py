@@ -74,3 +74,16 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match='is empty'):
         DATASETS.build(dict(type='CODDataset', data_root=str(empty),
                             split='train'))
+
+
+def test_split_file(tmp_path):
+    root = make_cod(str(tmp_path))
+    split = tmp_path / 'labeled.txt'
+    split.write_text(COD_TRAIN[2] + '\n')
+    ds = DATASETS.build(dict(type='CODDataset', data_root=root, split='train',
+                             ann_file=str(split), pipeline=PIPELINE))
+    assert len(ds) == 1 and ds[0]['data_samples'].class_name == 'stick insect'
+    split.write_text('COD10K-CAM-1-Aquatic-1-Nothing-9\n')
+    with pytest.raises(FileNotFoundError, match='Nothing-9'):
+        DATASETS.build(dict(type='CODDataset', data_root=root, split='train',
+                            ann_file=str(split)))

@@ -307,3 +307,53 @@ def test_refcoco_masks_and_verify(tmp_path):
     with pytest.raises(FileNotFoundError, match='refcoco/instances.json'):
         ref.write_masks(root, 'refcoco')
     assert no_temp_files(root)
+
+
+# ------------------------------------------------------------------------ COD
+def test_cod_verify_binarize_split(tmp_path):
+    from test_datasets.miniature import COD_TRAIN, make_cod
+    cod = load_tool('cod')
+    root = make_cod(str(tmp_path / 'COD10K-v3'))
+    rep = cod.verify(root, 'Train', expected_count=3)
+    assert rep['class_histogram'] == {'bat fish': 1, 'crab': 1,
+                                      'stick insect': 1}
+    assert rep['images_without_labels'] == []
+    rep = cod.verify(root, 'Train', include_noncam=True)
+    assert rep['num_images'] == 4 and len(rep['images_without_labels']) == 1
+    with pytest.raises(ValueError, match='found 3 images, expected 3040'):
+        cod.verify(root, 'Train', expected_count=3040)
+
+    ids = cod.make_split(root, str(tmp_path / 's'), seed=0, num=2)
+    check_split(ids, COD_TRAIN[:3], 2)
+    assert ids == ['COD10K-CAM-1-Aquatic-3-Crab-12',
+                   'COD10K-CAM-2-Terrestrial-23-StickInsect-5']
+    assert len(cod.make_split(root, str(tmp_path / 's2'), denom=2)) == 2
+
+    # anti-aliased mask: verify names it, binarize fixes it
+    p = osp.join(root, 'Train', 'GT_Object', COD_TRAIN[0] + '.png')
+    m = read_png(p)
+    m[0, 0] = 200
+    m[0, 1] = 100
+    cv2.imwrite(p, m)
+    with pytest.raises(DatasetVerificationError,
+                       match=r'BatFish-1.png has values \[100, 200\] outside'):
+        cod.verify(root, 'Train')
+    assert cod.binarize(root, 'Train') == 4
+    fixed = read_png(osp.join(root, 'Train', 'GT_Object_bin',
+                              COD_TRAIN[0] + '.png'))
+    assert fixed[0, 0] == 255 and fixed[0, 1] == 0
+    assert cod.verify(root, 'Train', mask_folder='GT_Object_bin')
+    assert no_temp_files(root)
+
+
+def test_cod_bad_pairs_named(tmp_path):
+    from test_datasets.miniature import COD_TRAIN, make_cod
+    cod = load_tool('cod')
+    root = make_cod(str(tmp_path))
+    os.remove(osp.join(root, 'Train', 'GT_Object', COD_TRAIN[1] + '.png'))
+    cv2.imwrite(osp.join(root, 'Train', 'GT_Object', COD_TRAIN[2] + '.png'),
+                np.zeros((4, 4), np.uint8))
+    with pytest.raises(DatasetVerificationError) as e:
+        cod.verify(root, 'Train')
+    assert f'{COD_TRAIN[1]}.png for image' in str(e.value)
+    assert f'{COD_TRAIN[2]}.png is 4x4 (WxH)' in str(e.value)
