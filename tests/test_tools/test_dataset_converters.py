@@ -357,3 +357,45 @@ def test_cod_bad_pairs_named(tmp_path):
         cod.verify(root, 'Train')
     assert f'{COD_TRAIN[1]}.png for image' in str(e.value)
     assert f'{COD_TRAIN[2]}.png is 4x4 (WxH)' in str(e.value)
+
+
+# ------------------------------------------------------------- browse_dataset
+def test_browse_dataset_writes_overlays(tmp_path):
+    import importlib.util as iu
+    from test_datasets.miniature import make_cod
+    root = make_cod(str(tmp_path / 'cod'))
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(f'''
+default_scope = 'mmseg'
+custom_imports = dict(imports=['mmsamptx'], allow_failed_imports=False)
+train_dataloader = dict(dataset=dict(
+    type='CODDataset', data_root={root!r}, split='train',
+    pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+              dict(type='PackSegInputs', meta_keys=('img_path', 'class_name',
+                                                    'points'))]))
+''')
+    spec = iu.spec_from_file_location(
+        'browse_dataset', osp.join(ROOT, 'tools', 'browse_dataset.py'))
+    browse = iu.module_from_spec(spec)
+    spec.loader.exec_module(browse)
+    out = tmp_path / 'out'
+    paths = browse.browse(str(cfg), str(out), num=2)
+    assert [osp.basename(p) for p in paths] == [
+        '0000_COD10K-CAM-1-Aquatic-1-BatFish-1.jpg',
+        '0001_COD10K-CAM-1-Aquatic-3-Crab-12.jpg']
+    img = cv2.imread(paths[0])
+    assert img.shape[0] > 10 and img.shape[1] >= 320
+    # overlay changed object pixels (white palette) but not background ones
+    raw = cv2.imread(osp.join(root, 'Train', 'Image',
+                              'COD10K-CAM-1-Aquatic-1-BatFish-1.jpg'))
+    assert np.abs(img[:10, :14].astype(int) - raw.astype(int)).max() > 20
+    # points hook
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    import torch
+    s = SegDataSample(metainfo=dict(points=[[3, 4]], expression='a cat'))
+    s.gt_sem_seg = PixelData(data=torch.zeros(1, 10, 12, dtype=torch.long))
+    canvas = browse.draw_sample(
+        dict(inputs=torch.zeros(3, 10, 12, dtype=torch.uint8),
+             data_samples=s), ('bg', 'fg'), [[0, 0, 0], [255, 255, 255]])
+    assert tuple(canvas[4, 3]) == (0, 0, 255)
