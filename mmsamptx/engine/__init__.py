@@ -1,1 +1,21 @@
+"""Training/testing machinery: safe checkpoint loading, atomic checkpoint saving, tool helpers.
 
+Importing this package registers ``AtomicCheckpointHook`` (mmseg ``HOOKS``),
+the ``'atomic_local'`` mmengine file backend, and calls
+:func:`register_safe_globals` (idempotent), so a config may simply list it in
+``custom_imports=dict(imports=['mmsamptx', 'mmsamptx.engine'])``.
+"""
+from .atomic_checkpoint import ATOMIC_BACKEND_ARGS, AtomicCheckpointHook, AtomicLocalBackend
+from .launch import (ConfigNotFoundError, UnknownTypeError, adapt_to_device, build_runner,
+                     load_config, set_local_rank, unknown_type_hint, upgrade_checkpoint_hook)
+from .safe_load import (SAFE_GLOBAL_NAMES, CheckpointSecurityError, load_from_local_safe,
+                        register_safe_globals, safe_torch_load)
+
+register_safe_globals()
+
+__all__ = [
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'ATOMIC_BACKEND_ARGS', 'register_safe_globals',
+    'safe_torch_load', 'load_from_local_safe', 'SAFE_GLOBAL_NAMES', 'CheckpointSecurityError',
+    'ConfigNotFoundError', 'UnknownTypeError', 'load_config', 'unknown_type_hint',
+    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook', 'set_local_rank'
+]

@@ -1,0 +1,108 @@
+# Train a segmentor: mmsegmentation 1.2.2's tools/train.py, flag for flag, plus mmsamptx's setup.
+import argparse
+import logging
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+from mmengine.logging import print_log
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        default=False,
+        help='resume from the latest checkpoint in the work_dir automatically')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch / torchrun pass `--local-rank` (torch >= 2.0)
+    # or `--local_rank` (older); accept both.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    # Register the project's components and make resume work under
+    # torch.load(weights_only=True) before any config or checkpoint is read.
+    import mmsamptx  # noqa: F401
+    import mmsamptx.engine as engine
+    engine.register_safe_globals()
+    engine.set_local_rank(args.local_rank)
+
+    try:
+        cfg = engine.load_config(args.config)
+    except engine.ConfigNotFoundError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    # enable automatic-mixed-precision training
+    if args.amp is True:
+        optim_wrapper = cfg.optim_wrapper.type
+        if optim_wrapper == 'AmpOptimWrapper':
+            print_log(
+                'AMP training is already enabled in your config.',
+                logger='current',
+                level=logging.WARNING)
+        else:
+            assert optim_wrapper == 'OptimWrapper', (
+                '`--amp` is only supported when the optimizer wrapper type is '
+                f'`OptimWrapper` but got {optim_wrapper}.')
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+
+    # resume training (plain flag: the work_dir's last_checkpoint, as mmseg)
+    cfg.resume = args.resume
+
+    engine.upgrade_checkpoint_hook(cfg)
+    try:
+        engine.adapt_to_device(cfg, args.launcher)
+    except RuntimeError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+
+    try:
+        with engine.unknown_type_hint(args.config):
+            runner = engine.build_runner(cfg)
+            runner.train()
+    except engine.CheckpointSecurityError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
