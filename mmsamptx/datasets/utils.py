@@ -137,6 +137,8 @@ def coco_segm_to_mask(segm, height: int, width: int) -> np.ndarray:
     Returns an ``(height, width)`` uint8 array of 0/1, as
     ``pycocotools.coco.COCO.annToMask`` does.
     """
+    import warnings
+
     from pycocotools import mask as mask_utils
     if isinstance(segm, list):
         segm = [p for p in segm if len(p) >= 6]
@@ -147,7 +149,9 @@ def coco_segm_to_mask(segm, height: int, width: int) -> np.ndarray:
         rle = mask_utils.frPyObjects(segm, height, width)
     else:
         rle = segm
-    return mask_utils.decode(rle).astype(np.uint8)
+    with warnings.catch_warnings():  # numpy 2 copy-keyword notice
+        warnings.simplefilter('ignore', DeprecationWarning)
+        return mask_utils.decode(rle).astype(np.uint8)
 
 
 def encode_png(array: np.ndarray, path_for_errors: str = '') -> bytes:

@@ -1,7 +1,8 @@
 """Generators of tiny datasets in each benchmark's official on-disk layout.
 
 Shared by tests/test_datasets and tests/test_tools/test_dataset_converters.py
-(pytest.ini puts ``tests`` on ``sys.path``: ``from test_datasets.miniature import ...``). Everything is deterministic.
+(pytest.ini puts ``tests`` on ``sys.path``:
+``from test_datasets.miniature import ...``). Everything is deterministic.
 """
 import json
 import os

@@ -399,3 +399,36 @@ train_dataloader = dict(dataset=dict(
         dict(inputs=torch.zeros(3, 10, 12, dtype=torch.uint8),
              data_samples=s), ('bg', 'fg'), [[0, 0, 0], [255, 255, 255]])
     assert tuple(canvas[4, 3]) == (0, 0, 255)
+
+
+def test_verify_empty_dataset_raises(tmp_path):
+    ade = load_tool('ade20k')
+    for sub in ('images', 'annotations'):
+        (tmp_path / sub / 'training').mkdir(parents=True)
+    with pytest.raises(DatasetVerificationError, match='empty dataset'):
+        ade.verify(str(tmp_path), expected_counts=None)
+
+
+def test_command_lines(tmp_path, capsys):
+    from test_datasets.miniature import (make_cod, make_coco, make_dsb,
+                                         make_refer)
+    coco_root = make_coco(str(tmp_path / 'coco'))
+    coco = load_tool('coco_object')
+    coco.main(['convert', coco_root, '--workers', '0'])
+    coco.main(['verify', coco_root, '--workers', '0', '--no-count-check'])
+    coco.main(['split', coco_root, '--denom', '512', '--out',
+               str(tmp_path / 'cs')])
+    assert len(read_split_file(str(tmp_path / 'cs' / 'labeled.txt'))) == 1
+    cod_root = make_cod(str(tmp_path / 'cod'))
+    load_tool('cod').main(['verify', cod_root, '--workers', '0'])
+    stage = make_dsb(str(tmp_path / 'dsb'))
+    fs = load_tool('few_shot_binary')
+    fs.main(['dsb2018', stage, '--out', str(tmp_path / 'fs'), '--workers', '0'])
+    fs.main(['verify', str(tmp_path / 'fs'), '--expect', '5', '--workers', '0'])
+    refer = make_refer(str(tmp_path / 'refer'))
+    rc = load_tool('refcoco')
+    rc.main(['masks', refer, '--workers', '0'])
+    rc.main(['verify', refer, '--no-count-check'])
+    out = capsys.readouterr().out
+    assert 'person' in out and 'bat fish' in out and '5 pairs' in out
+    assert '   val: 2 refs, 3 sentences, 2 images' in out
