@@ -42,6 +42,10 @@ def draw_sample(packed: dict, classes, palette, alpha=0.5) -> np.ndarray:
     texts = []
     if 'gt_sem_seg' in sample:
         seg = sample.gt_sem_seg.data.numpy()[0].astype(np.int64)
+        if seg.shape != img.shape[:2]:
+            # test pipelines keep the label at the original size
+            seg = cv2.resize(seg.astype(np.uint8), img.shape[1::-1],
+                             interpolation=cv2.INTER_NEAREST).astype(np.int64)
         img = overlay(img, seg, palette, alpha)
         for c in np.unique(seg):
             if 0 <= c < len(classes):

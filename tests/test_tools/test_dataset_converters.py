@@ -432,3 +432,26 @@ def test_command_lines(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'person' in out and 'bat fish' in out and '5 pairs' in out
     assert '   val: 2 refs, 3 sentences, 2 images' in out
+
+
+def test_headline_config_reads_converter_split(tmp_path):
+    """configs/samptx_ade20k_1-64.py loads the split ade20k.py writes."""
+    import importlib.util as iu
+    cfg_path = osp.join(ROOT, 'configs', 'samptx_ade20k_1-64.py')
+    if not osp.isfile(cfg_path):
+        pytest.skip('headline config not present')
+    root = make_ade(str(tmp_path / 'data' / 'ade'), n_train=70, n_val=2)
+    ids = load_tool('ade20k').make_split(
+        root, 64, 0, osp.join(root, 'splits', '1_64', 'seed0'))
+    assert len(ids) == 2  # ceil(70 / 64)
+    spec = iu.spec_from_file_location(
+        'browse_dataset2', osp.join(ROOT, 'tools', 'browse_dataset.py'))
+    browse = iu.module_from_spec(spec)
+    spec.loader.exec_module(browse)
+    for split, n in (('train', 2), ('val', 2)):
+        paths = browse.browse(
+            cfg_path, str(tmp_path / split), num=5, split=split,
+            cfg_options={f'{split}_dataloader.dataset.data_root': root})
+        assert len(paths) == n
+    assert sorted(osp.basename(p)[5:-4] for p in os.listdir(tmp_path / 'train')
+                  ) == ids
