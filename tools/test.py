@@ -2,6 +2,7 @@
 # plus mmsamptx's setup.
 import argparse
 import numbers
+import os
 import os.path as osp
 import sys
 
@@ -48,6 +49,8 @@ def parse_args(argv=None):
     # or `--local_rank` (older); accept both.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
@@ -84,20 +87,21 @@ def _evaluators(cfg_evaluator):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not osp.isfile(args.config):
+        print(f'error: config file not found: {args.config}', file=sys.stderr)
+        return 2
+    if '://' not in args.checkpoint and not osp.isfile(osp.expanduser(args.checkpoint)):
+        print(f'error: checkpoint file not found: {args.checkpoint}', file=sys.stderr)
+        return 2
 
     import mmsamptx  # noqa: F401  (registers the project's components)
     import mmsamptx.engine as engine
     engine.register_safe_globals()
-    engine.set_local_rank(args.local_rank)
 
     try:
         cfg = engine.load_config(args.config)
     except engine.ConfigNotFoundError as e:
         print(f'error: {e}', file=sys.stderr)
-        return 2
-    if not args.checkpoint.startswith(('http://', 'https://')) and '://' not in args.checkpoint \
-            and not osp.isfile(osp.expanduser(args.checkpoint)):
-        print(f'error: checkpoint file not found: {args.checkpoint}', file=sys.stderr)
         return 2
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

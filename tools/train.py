@@ -1,6 +1,7 @@
 # Train a segmentor: mmsegmentation 1.2.2's tools/train.py, flag for flag, plus mmsamptx's setup.
 import argparse
 import logging
+import os
 import os.path as osp
 import sys
 
@@ -41,18 +42,22 @@ def parse_args(argv=None):
     # or `--local_rank` (older); accept both.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if not osp.isfile(args.config):
+        print(f'error: config file not found: {args.config}', file=sys.stderr)
+        return 2
 
     # Register the project's components and make resume work under
     # torch.load(weights_only=True) before any config or checkpoint is read.
     import mmsamptx  # noqa: F401
     import mmsamptx.engine as engine
     engine.register_safe_globals()
-    engine.set_local_rank(args.local_rank)
 
     try:
         cfg = engine.load_config(args.config)

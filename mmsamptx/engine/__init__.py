@@ -7,7 +7,7 @@ the ``'atomic_local'`` mmengine file backend, and calls
 """
 from .atomic_checkpoint import ATOMIC_BACKEND_ARGS, AtomicCheckpointHook, AtomicLocalBackend
 from .launch import (ConfigNotFoundError, UnknownTypeError, adapt_to_device, build_runner,
-                     load_config, set_local_rank, unknown_type_hint, upgrade_checkpoint_hook)
+                     load_config, unknown_type_hint, upgrade_checkpoint_hook)
 from .safe_load import (SAFE_GLOBAL_NAMES, CheckpointSecurityError, load_from_local_safe,
                         register_safe_globals, safe_torch_load)
 
@@ -17,5 +17,5 @@ __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'ATOMIC_BACKEND_ARGS', 'register_safe_globals',
     'safe_torch_load', 'load_from_local_safe', 'SAFE_GLOBAL_NAMES', 'CheckpointSecurityError',
     'ConfigNotFoundError', 'UnknownTypeError', 'load_config', 'unknown_type_hint',
-    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook', 'set_local_rank'
+    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook'
 ]

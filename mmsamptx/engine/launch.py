@@ -16,7 +16,6 @@
 import contextlib
 import datetime
 import logging
-import os
 import os.path as osp
 import re
 
@@ -26,7 +25,7 @@ from mmengine.logging import print_log
 
 __all__ = [
     'ConfigNotFoundError', 'UnknownTypeError', 'load_config', 'unknown_type_hint',
-    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook', 'set_local_rank'
+    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook'
 ]
 
 
@@ -44,12 +43,6 @@ class UnknownTypeError(KeyError):
 
     def __str__(self):
         return self.message
-
-
-def set_local_rank(local_rank):
-    """mmseg's tools: export ``LOCAL_RANK`` from ``--local-rank`` unless the launcher did."""
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(local_rank)
 
 
 def load_config(path):

@@ -100,15 +100,25 @@ def _name(entry):
 #: Full pickle names of everything :func:`register_safe_globals` allow-lists.
 SAFE_GLOBAL_NAMES = tuple(_name(g) for g in _safe_globals())
 SAFE_GLOBALS = SAFE_GLOBAL_NAMES  # alias
+_ALLOWED_TEXT = ', '.join(
+    n + (' (restricted to HistoryBuffer.min/max/current/mean)' if n == 'builtins.getattr' else '')
+    for n in SAFE_GLOBAL_NAMES)
 
 
 _REFUSED = [
+    re.compile(r'refused for (getattr\([^)]*\))'),
     re.compile(r'Unsupported global: GLOBAL ([\w\.]+)'),
     re.compile(r'unsupported GLOBAL ([\w\.]+)'),
     re.compile(r"but got <class '([\w\.]+)'>"),
     re.compile(r'unrecognized function (.+?)(?: which belongs|$)', re.M),
-    re.compile(r'refused for (getattr\([^)]*\))'),
 ]
+
+
+def _core_message(message):
+    """torch's reason without its boilerplate (which suggests ``weights_only=False``)."""
+    m = re.search(r'WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)', message, re.S)
+    core = m.group(1) if m else message
+    return ' '.join(core.split())
 
 
 def _refused_global(message):
@@ -133,8 +143,8 @@ def safe_torch_load(f, map_location=None, filename=None):
             f'{refused or "(see below)"}, which is not on mmsamptx\'s allow-list. '
             'mmsamptx loads checkpoints with torch.load(weights_only=True) and '
             'does not unpickle arbitrary code; only tensors, plain containers and '
-            f'these globals are accepted: {", ".join(SAFE_GLOBAL_NAMES)}. '
-            f'torch said: {message.strip().splitlines()[-1] if message.strip() else message}',
+            f'these globals are accepted: {_ALLOWED_TEXT}. '
+            f'torch: {_core_message(message)}',
             refused_global=refused, filename=name) from None
 
 
