@@ -16,6 +16,24 @@ from .point_sampler import PointSampler
 INFERENCE_MODES = ('prompted', 'text')
 
 
+def resolve_class_names(class_names) -> List[str]:
+    """A list of class names from a list, or from a registered dataset type's METAINFO."""
+    if isinstance(class_names, str):
+        from mmseg.registry import DATASETS
+        dataset = DATASETS.get(class_names)
+        if dataset is None:
+            raise ValueError(f'class_names={class_names!r} is neither a list of names nor a '
+                             'registered dataset type')
+        class_names = dataset.METAINFO['classes']
+    names = list(class_names)
+    if not names:
+        raise ValueError('class_names is empty')
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ValueError(f'class names must be non-empty strings; got {bad[0]!r}')
+    return names
+
+
 @MODELS.register_module()
 class ClassPromptedSAM(BaseSegmentor):
     """Semantic segmentation with SAM prompted by class names (and points).
@@ -38,7 +56,9 @@ class ClassPromptedSAM(BaseSegmentor):
     Args:
         backbone, neck, decode_head: a :class:`SAMImageEncoder` (with or without
             adapters), :class:`SAMNeck` and :class:`SAMPromptableHead` config.
-        class_names: the dataset's classes, in label order.
+        class_names: the dataset's classes in label order, or the name of a
+            registered dataset type (e.g. ``'ADE20KSplitDataset'``) whose
+            ``METAINFO['classes']`` they are.
         text_encoder: an :class:`OpenCLIPTextEncoder` config, required when text
             is used anywhere (text adapters or head injection).
         train_cfg: ``classes_per_image`` (K), ``num_points`` (N).
@@ -51,15 +71,13 @@ class ClassPromptedSAM(BaseSegmentor):
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  ignore_index: int = 255, seed: int = 0, init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if not class_names:
-            raise ValueError('class_names is empty')
-        self.class_names = list(class_names)
+        self.class_names = resolve_class_names(class_names)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck)
         self.decode_head = MODELS.build(decode_head)
         self.text_encoder = MODELS.build(text_encoder) if text_encoder is not None else None
-        self.train_cfg = dict(classes_per_image=4, num_points=1, **(train_cfg or {}))
-        self.test_cfg = dict(mode='prompted', num_points=1, class_chunk=16, **(test_cfg or {}))
+        self.train_cfg = {**dict(classes_per_image=4, num_points=1), **(train_cfg or {})}
+        self.test_cfg = {**dict(mode='prompted', num_points=1, class_chunk=16), **(test_cfg or {})}
         self.ignore_index = ignore_index
         self.align_corners = False
         if self.test_cfg['mode'] not in INFERENCE_MODES:

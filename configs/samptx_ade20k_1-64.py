@@ -1,0 +1,6 @@
+# SAM-PTx (Parallel-Text adapters) on ADE20K 1/64 with SAM ViT-B and CLIP ViT-B/16.
+# Paper (arXiv 2508.00213): mIoU 71.38 (decoder-only 67.29).
+_base_ = [
+    '_base_/models/samptx_vit_b.py', '_base_/datasets/ade20k_1-64.py',
+    '_base_/schedules/iter_16k.py', '_base_/default_runtime.py'
+]
