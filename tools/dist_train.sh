@@ -2,6 +2,8 @@
 # Usage: tools/dist_train.sh CONFIG GPUS [tools/train.py args...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT on every node (as mmseg's script).
 # Elastic runs: MAX_RESTARTS (-> --max-restarts), RDZV_BACKEND / RDZV_ENDPOINT (-> --rdzv-*).
+# With restarts, also pass --resume: a restarted worker then continues from the work dir's
+# last_checkpoint (and starts from scratch when there is none yet).
 # PYTHON selects the interpreter (default: python). GPUS = processes per node; on a
 # CPU-only machine tools/train.py switches the backend to gloo.
 

@@ -44,6 +44,7 @@ import io
 import os
 import os.path as osp
 import pickle
+import re
 
 import torch
 
@@ -57,6 +58,9 @@ from mmseg.registry import HOOKS
 from mmsamptx.utils import atomic_write
 
 __all__ = ['AtomicLocalBackend', 'AtomicCheckpointHook', 'ATOMIC_BACKEND_ARGS']
+
+# ``atomic_write``'s temporary names: '.' + final name + '.' + mkstemp's random part + '.tmp'.
+_STALE_TMP = re.compile(r'^\.(?:.+\.pth|last_checkpoint)\.[A-Za-z0-9_]+\.tmp$')
 
 #: ``backend_args`` that make mmengine's file I/O atomic for local paths.
 ATOMIC_BACKEND_ARGS = dict(backend='atomic_local')
@@ -140,6 +144,19 @@ class AtomicCheckpointHook(CheckpointHook):
                 'the checkpoint write itself is not atomic (pruning still waits '
                 'for the new checkpoint).')
         super().before_train(runner)
+        if self.atomic and is_main_process():
+            self._remove_stale_temporaries(runner)
+
+    def _remove_stale_temporaries(self, runner):
+        """Remove temp files a killed save left behind (``.iter_8.pth.k3j2x9a1.tmp``)."""
+        for folder in {str(self.out_dir), str(runner.work_dir)}:
+            if not osp.isdir(folder):
+                continue
+            for name in os.listdir(folder):
+                if _STALE_TMP.match(name):
+                    with contextlib.suppress(OSError):
+                        os.remove(osp.join(folder, name))
+                        runner.logger.info(f'Removed an unfinished checkpoint write: {name}')
 
     # --- the periodic checkpoint -------------------------------------------------------
     def _save_checkpoint_with_step(self, runner, step, meta):

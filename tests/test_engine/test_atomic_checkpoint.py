@@ -104,7 +104,13 @@ def read_last(work_dir):
 def test_prunes_only_after_the_new_checkpoint_is_saved(tmp_path):
     runner = FakeRunner(tmp_path, f'atomic_prune_{time.time_ns()}')
     hook = AtomicCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=2)
+    stale = tmp_path / '.iter_7.pth.k3j2x9a1.tmp'  # what a save killed mid-write leaves
+    stale.write_bytes(b'partial')
+    unrelated = tmp_path / '.notes.tmp'
+    unrelated.write_bytes(b'keep')
     hook.before_train(runner)
+    assert not stale.exists() and unrelated.exists()
+    unrelated.unlink()
     assert hook.atomic and hook.backend_args == ATOMIC_BACKEND_ARGS
     for it in range(5):
         runner.iter = it
