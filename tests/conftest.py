@@ -9,6 +9,14 @@ from sam_helpers import build_reference_sam, randomise_zero_inits
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True, scope='session')
+def mmseg_scope():
+    """Build components as configs do: in mmseg's scope, with mmsamptx registered."""
+    import mmsamptx  # noqa: F401
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+
+
 @pytest.fixture(scope='session')
 def tiny_sam_checkpoint(tmp_path_factory):
     """(path, reference Sam) for a 64-px tiny SAM saved as one official-format state dict."""

@@ -54,7 +54,7 @@ class SAMPromptableHead(BaseModule):
         self.multimask_output = multimask_output
         self.text_injection = text_injection
         self.mask_loss = mask_loss
-        self.loss_weights = dict(mask=20.0, dice=1.0, iou=1.0, **(loss_weights or {}))
+        self.loss_weights = {**dict(mask=20.0, dice=1.0, iou=1.0), **(loss_weights or {})}
         self.checkpoint = checkpoint
         self.prompt_encoder = SAMPromptEncoder(embed_dims, image_size, patch_size)
         self.mask_decoder = SAMMaskDecoder(transformer_dim=embed_dims, **(decoder or {}))

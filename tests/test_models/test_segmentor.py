@@ -1,0 +1,142 @@
+"""The class-prompted segmentor: configs' trainable parameters, training samples, both inference modes."""
+import glob
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from segment_anything.modeling import MaskDecoder, TwoWayTransformer
+
+import mmsamptx  # noqa: F401
+from mmsamptx.models.utils import parameter_report
+
+C, R, D = 768, 64, 512       # ViT-B width, adapter bottleneck, CLIP ViT-B/16 text width
+DECODER = sum(p.numel() for p in MaskDecoder(
+    transformer_dim=256, transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048,
+                                                       num_heads=8)).parameters())
+EXPECTED = {  # trainable parameters by module, closed form
+    'configs/samptx_ade20k_1-64.py': dict(backbone=12 * (2 * C * R + R + C + D * R + R),
+                                          decode_head=DECODER),
+    'configs/samptx/decoder-only_ade20k_1-64.py': dict(backbone=0, decode_head=DECODER),
+    'configs/samptx/parallel-adapter_ade20k_1-64.py': dict(backbone=12 * (2 * C * R + R + C),
+                                                          decode_head=DECODER),
+    'configs/samptx/text-prompt-encoder_ade20k_1-64.py': dict(backbone=0,
+                                                             decode_head=DECODER + D * 256 + 256),
+    'configs/samptx/text-mask-decoder_ade20k_1-64.py': dict(backbone=0,
+                                                           decode_head=DECODER + D * 256 + 256),
+}
+
+
+def test_every_samptx_config_is_listed():
+    assert sorted(['configs/samptx_ade20k_1-64.py'] + glob.glob('configs/samptx/*.py')) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize('config', sorted(EXPECTED))
+def test_config_trainable_parameters_equal_closed_form(config):
+    cfg = Config.fromfile(config)
+    model = MODELS.build(cfg.model)  # builds vit_b and CLIP ViT-B/16 without reading any file
+    rep = parameter_report(model)
+    for module, count in EXPECTED[config].items():
+        assert rep[module][0] == count, (module, rep[module])
+    assert rep['neck'][0] == 0
+    if 'text_encoder' in rep:
+        assert rep['text_encoder'][0] == 0
+    assert rep['total'][0] == sum(EXPECTED[config].values())
+
+
+def tiny_model(**overrides):
+    cfg = Config.fromfile('configs/demo/samptx_demo.py').model
+    cfg.data_preprocessor = None
+    for k, v in overrides.items():
+        cfg[k] = v
+    return MODELS.build(cfg)
+
+
+def sample(gt, **meta):
+    ds = SegDataSample(metainfo=dict(dict(ori_shape=gt.shape, img_shape=gt.shape,
+                                          img_path='x.jpg'), **meta))
+    ds.gt_sem_seg = PixelData(data=gt[None])
+    return ds
+
+
+def test_training_samples_pick_k_present_classes_with_points_inside():
+    model = tiny_model()
+    gt = torch.full((128, 128), 255, dtype=torch.long)
+    gt[:64] = 0
+    gt[64:, :64] = 2
+    gt2 = torch.full((128, 128), 1, dtype=torch.long)
+    img_index, class_ids, points, targets = model._training_samples([sample(gt), sample(gt2)])
+    assert img_index.tolist() == [0, 0, 1]
+    assert sorted(class_ids[:2].tolist()) == [0, 2] and class_ids[2].item() == 1
+    for i, c in enumerate(class_ids.tolist()):
+        x, y = points[i, 0].long().tolist()
+        assert [gt, gt2][img_index[i]][y, x] == c
+        expected = ([gt, gt2][img_index[i]] == c).long()
+        expected[[gt, gt2][img_index[i]] == 255] = 255
+        assert torch.equal(targets[i], expected)
+
+
+def test_loss_and_both_inference_modes_run():
+    torch.manual_seed(0)
+    model = tiny_model()
+    inputs = torch.randn(2, 3, 128, 128)
+    gt = torch.zeros(128, 128, dtype=torch.long)
+    gt[30:90, 30:90] = 1
+    losses = model.loss(inputs, [sample(gt), sample(gt)])
+    assert set(losses) == {'loss_mask', 'loss_dice', 'loss_iou'}
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+    model.eval()
+    with torch.no_grad():
+        out = model.predict(inputs[:1], [sample(gt, ori_shape=(100, 100), scale_factor=(1.28, 1.28))])
+        assert out[0].pred_sem_seg.data.shape == (1, 100, 100)
+        assert set(out[0].pred_sem_seg.data.unique().tolist()) <= {0, 1}   # only prompted classes
+        model.test_cfg['mode'] = 'text'
+        out = model.predict(inputs[:1], [SegDataSample(metainfo=dict(ori_shape=(128, 128),
+                                                                    img_shape=(128, 128)))])
+        assert set(out[0].pred_sem_seg.data.unique().tolist()) <= {0, 1, 2}
+
+
+def test_decoder_only_model_gets_one_encoder_pass_per_image():
+    model = tiny_model(backbone=dict(type='SAMImageEncoder', arch='tiny', img_size=128),
+                       text_encoder=None)
+    calls = []
+    model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    gt = torch.zeros(128, 128, dtype=torch.long)
+    gt[:, 64:] = 2
+    model.loss(torch.randn(2, 3, 128, 128), [sample(gt), sample(gt)])
+    assert calls == [2]  # 2 images, 4 (image, class) samples, one batched pass
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="test_cfg.mode='text' needs a model that reads text"):
+        tiny_model(backbone=dict(type='SAMImageEncoder', arch='tiny', img_size=128),
+                   text_encoder=None, test_cfg=dict(mode='text'))
+    with pytest.raises(ValueError, match='reads text .* but has no text_encoder'):
+        tiny_model(text_encoder=None)
+    with pytest.raises(ValueError, match="class_names='NoSuchDataset' is neither"):
+        tiny_model(class_names='NoSuchDataset')
+    model = tiny_model()
+    gt = torch.zeros(128, 128, dtype=torch.long)
+    gt[0, 0] = 7
+    with pytest.raises(ValueError, match=r'label value 7 in a\.png is outside the 3 classes'):
+        model.loss(torch.randn(1, 3, 128, 128), [sample(gt, seg_map_path='a.png')])
+    ds = SegDataSample(metainfo=dict(ori_shape=(128, 128), img_shape=(128, 128)))
+    with pytest.raises(ValueError, match='loads none: add LoadAnnotations'):
+        model.predict(torch.randn(1, 3, 128, 128), [ds])
+
+
+def test_points_outside_the_image_are_rejected():
+    model = tiny_model()
+    emb = torch.randn(1, 256, 8, 8)
+    with pytest.raises(ValueError, match=r'point \[130.0, 5.0\] .* outside the 128x128 input image'):
+        model.decode_head(emb, torch.tensor([[[130., 5.]]]), None, None, torch.randn(1, 64))
+
+
+def test_class_without_pixels_has_no_points():
+    from mmsamptx.models.segmentors import PointSampler
+    with pytest.raises(ValueError, match='class 3 of img.jpg has no pixels'):
+        PointSampler(1).sample(torch.zeros(4, 4, dtype=torch.bool), torch.Generator(), 'class 3 of img.jpg')
