@@ -239,3 +239,16 @@ def test_plain_checkpoint_hook_loses_everything_in_the_same_crash(tmp_path, ade_
     assert (work_dir / 'iter_3.pth').exists()  # torn
     with pytest.raises(Exception):
         torch.load(str(work_dir / 'iter_3.pth'))
+
+
+def test_published_checkpoint_written_atomically(tmp_path):
+    runner = FakeRunner(tmp_path, f'atomic_publish_{time.time_ns()}')
+    hook = AtomicCheckpointHook(interval=1, by_epoch=False, published_keys=['meta', 'state_dict'])
+    hook.before_train(runner)
+    runner.iter = 1
+    hook._save_checkpoint(runner)
+    hook.after_train(runner)
+    published = glob.glob(str(tmp_path / 'iter_2-*.pth'))
+    assert len(published) == 1
+    assert set(torch.load(published[0])) == {'meta', 'state_dict'}
+    assert leftovers(tmp_path) == []
