@@ -1,11 +1,9 @@
 """Training/testing machinery: safe checkpoint loading, atomic checkpoint saving, tool helpers.
 
-Importing this package registers ``AtomicCheckpointHook`` (mmseg ``HOOKS``),
+Importing this package registers ``AtomicCheckpointHook`` (mmseg ``HOOKS``) and
 the ``'atomic_local'`` mmengine file backend, and calls
-:func:`register_safe_globals` (idempotent), so a config may simply list it in
-``custom_imports=dict(imports=['mmsamptx', 'mmsamptx.engine'])``.
-(``import mmsamptx`` alone does not import this package; the project's
-``tools/train.py`` and ``tools/test.py`` import it themselves.)
+:func:`register_safe_globals` (idempotent). ``import mmsamptx`` imports it, so
+``custom_imports=dict(imports=['mmsamptx'])`` is all a config needs.
 """
 from .atomic_checkpoint import ATOMIC_BACKEND_ARGS, AtomicCheckpointHook, AtomicLocalBackend
 from .launch import (ConfigNotFoundError, UnknownTypeError, adapt_to_device, build_runner,

@@ -66,30 +66,10 @@ _STALE_TMP = re.compile(r'^\.(?:.+\.pth|last_checkpoint)\.[A-Za-z0-9_]+\.tmp$')
 ATOMIC_BACKEND_ARGS = dict(backend='atomic_local')
 
 
-def _umask():
-    """The process umask, read without changing it where /proc allows."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('Umask:'):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _write_atomically(data, filepath):
-    """Write ``data`` (bytes) through :func:`atomic_write`, with the permissions ``open`` gives.
-
-    ``atomic_write``'s temporary file is created 0600 (``mkstemp``); a
-    checkpoint should be as readable as mmengine's plain write makes it.
-    """
+    """Write ``data`` (bytes) through :func:`atomic_write`."""
     with atomic_write(filepath, 'wb') as f:
         f.write(data)
-        with contextlib.suppress(OSError, AttributeError):
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
 
 
 class AtomicLocalBackend(LocalBackend):

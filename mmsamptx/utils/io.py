@@ -5,11 +5,27 @@ import os.path as osp
 import tempfile
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode='wb'):
     """Open a temporary file beside ``path``; on success fsync and rename it onto ``path``.
 
-    If the body raises (or the process dies), ``path`` keeps its previous content
+    The file gets the permissions a plain ``open`` would give it (0666 less the
+    umask), not ``mkstemp``'s 0600. If the body raises (or the process dies),
+    ``path`` keeps its previous content
     and the temporary file is removed (or, after a kill, left under a ``.tmp``
     name that no reader takes for the real file).
 
@@ -24,6 +40,7 @@ def atomic_write(path, mode='wb'):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(path) + '.', suffix='.tmp')
     try:
         with os.fdopen(fd, mode) as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             yield f
             f.flush()
             os.fsync(f.fileno())

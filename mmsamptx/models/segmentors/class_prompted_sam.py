@@ -16,6 +16,10 @@ from .point_sampler import PointSampler
 INFERENCE_MODES = ('prompted', 'text')
 
 
+def _save_rng_state(module, state_dict, prefix, local_metadata):
+    state_dict[prefix + module._RNG_KEY] = module._rng.get_state()
+
+
 def resolve_class_names(class_names) -> List[str]:
     """A list of class names from a list, or from a registered dataset type's METAINFO."""
     if isinstance(class_names, str):
@@ -91,6 +95,18 @@ class ClassPromptedSAM(BaseSegmentor):
         self.test_sampler = PointSampler(self.test_cfg['num_points'], seed)
         self._rng = torch.Generator().manual_seed(seed)
         self._class_embeds: Optional[Tensor] = None
+        # The class / point sampler's state travels with checkpoints, so a resumed
+        # run draws the same (class, point) prompts as an uninterrupted one.
+        self._register_state_dict_hook(_save_rng_state)
+        self._register_load_state_dict_pre_hook(self._load_rng_state)
+
+    _RNG_KEY = 'prompt_sampler_rng_state'
+
+    def _load_rng_state(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                        unexpected_keys, error_msgs) -> None:
+        state = state_dict.pop(prefix + self._RNG_KEY, None)
+        if state is not None:
+            self._rng.set_state(state.cpu().to(torch.uint8))
 
     # ----------------------------------------------------------------- text
     @property
