@@ -62,7 +62,8 @@ def main(argv=None):
             ckpt = f.read().strip()
         print(f'== {name}: testing ==')
         out = run([sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
-                   osp.join(run_dir, 'test'), '--show-dir', 'overlays', '--cfg-options', *opts],
+                   osp.join(run_dir, 'test'), '--show-dir', osp.join(run_dir, 'overlays'),
+                   '--cfg-options', *opts],
                   osp.join(work_dir, f'{slug}_test.log'))
         found = re.findall(r'mIoU: ([0-9.]+)', out)
         if not found:
@@ -75,7 +76,7 @@ def main(argv=None):
         print(f'  {name:<26} {miou:6.2f}')
     print(f'\nCurves:   {curves}')
     for name, run_dir in run_dirs.items():
-        print(f'Overlays: {osp.join(run_dir, "test")}/*/overlays  ({name})')
+        print(f'Overlays: {osp.join(run_dir, "overlays", "vis_data", "vis_image")}  ({name})')
     print('\nThe real run (GPU; SAM ViT-B and CLIP weights download on first use, data in '
           'docs/datasets.md):\n'
           '  python tools/dataset_converters/ade20k.py split data/ade/ADEChallengeData2016 '

@@ -1,4 +1,5 @@
 """Class-prompted SAM: one (image, class) sample per class, text-conditioned, assembled into a semantic map."""
+import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -202,7 +203,9 @@ class ClassPromptedSAM(BaseSegmentor):
         gt = ds.gt_sem_seg.data[0]
         present = [c for c in gt.unique().tolist() if c != self.ignore_index]
         w_scale, h_scale = ds.metainfo.get('scale_factor', (1.0, 1.0))
-        key = ds.metainfo.get('img_path', '')
+        # The file name (not its folder) keys the points: the same image gets the
+        # same points wherever the dataset lies.
+        key = osp.basename(ds.metainfo.get('img_path', ''))
         pts = [self.test_sampler.sample(gt == c, self.test_sampler.generator_for(f'{key}:{c}'),
                                         f'class {c} of {key}') for c in present]
         if pts:
