@@ -165,6 +165,14 @@ def write_config(path, data_root, work_dir=None, max_iters=4, val_interval=None,
     return str(path)
 
 
+def free_port():
+    """A free TCP port on the loopback interface, for a distributed run's rendezvous."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def tool_env():
     """Environment for the tool subprocesses: CPU, few threads, the repo importable."""
     env = dict(os.environ)

@@ -140,3 +140,34 @@ def test_class_without_pixels_has_no_points():
     from mmsamptx.models.segmentors import PointSampler
     with pytest.raises(ValueError, match='class 3 of img.jpg has no pixels'):
         PointSampler(1).sample(torch.zeros(4, 4, dtype=torch.bool), torch.Generator(), 'class 3 of img.jpg')
+
+
+def test_shared_early_blocks_equal_per_sample_encoding():
+    """Text only in the last k blocks: the first blocks run once per image, with the same result."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    model.backbone = MODELS.build(dict(type='SAMImageEncoder', arch='tiny', img_size=128, adapter_cfg=dict(
+        type='ParallelTextAdapter', text_dims=64, bottleneck=8, blocks=[2, 3])))
+    for blk in model.backbone.blocks[2:]:
+        torch.nn.init.normal_(blk.adapter.up.weight, std=0.1)
+    assert model.backbone.first_conditioned_block == 2
+    calls = []
+    model.backbone.blocks[0].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    x, idx, text = torch.randn(2, 3, 128, 128), torch.tensor([0, 0, 0, 1]), torch.randn(4, 64)
+    with torch.no_grad():
+        shared = model.encode_samples(x, idx, text)
+        full = model.neck(model.backbone(x[idx], text))[0]
+    assert calls[0] == 2                      # block 0 saw 2 images, not 4 samples
+    assert (shared - full).abs().max() <= 1e-5
+
+
+def test_bf16_autocast_encoder_stays_close_to_fp32():
+    torch.manual_seed(0)
+    model = tiny_model()
+    x, idx, text = torch.randn(1, 3, 128, 128), torch.tensor([0, 0]), torch.randn(2, 64)
+    with torch.no_grad():
+        ref = model.encode_samples(x, idx, text)
+        model.backbone.autocast_dtype = 'bfloat16'
+        low = model.encode_samples(x, idx, text)
+    assert low.dtype == torch.float32
+    assert 0 < (low - ref).abs().max() <= 0.05 * ref.abs().max()

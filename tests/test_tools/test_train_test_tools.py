@@ -6,12 +6,11 @@ The model (ResNetV1c-18 at 4 base channels + FCNHead) and the dataset (a few
 import importlib.util
 import os
 import os.path as osp
-import socket
 import subprocess
 
 import pytest
 import torch
-from test_engine.tiny_seg import (PYTHON, REPO, make_ade_tiny, run_tool, tool_env,
+from test_engine.tiny_seg import (PYTHON, REPO, free_port, make_ade_tiny, run_tool, tool_env,
                                   train_losses, write_config)
 
 import mmsamptx.engine  # noqa: F401  (allow-lists mmengine's checkpoint globals here too)
@@ -43,12 +42,6 @@ def full_run(config, tmp_path_factory):
 
 def check(proc):
     assert proc.returncode == 0, (proc.stdout[-4000:] + '\n' + proc.stderr[-4000:])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------

@@ -65,6 +65,9 @@ class SAMImageEncoder(BaseModule):
             :func:`mmsamptx.models.adapters.attach_adapters`); ``None`` for plain SAM.
         fused_attn: compute attention with ``scaled_dot_product_attention``.
         with_cp: non-reentrant activation checkpointing of each block in training.
+        autocast_dtype: ``'bfloat16'`` (or ``'float16'``) runs the encoder under
+            ``torch.autocast`` on the input's device; outputs are float32.
+            ``None`` (default) keeps float32 throughout.
         checkpoint: an official SAM file or URL, loaded in :meth:`init_weights`
             (equivalently ``init_cfg=dict(type='Pretrained', checkpoint=...)``).
     """
@@ -73,7 +76,8 @@ class SAMImageEncoder(BaseModule):
                  patch_size: int = 16, in_channels: int = 3, window_size: Optional[int] = None,
                  mlp_ratio: float = 4.0, out_indices: Sequence[int] = (-1,), frozen: bool = True,
                  adapter_cfg: Optional[dict] = None, fused_attn: bool = True,
-                 with_cp: bool = False, checkpoint: Optional[str] = None,
+                 with_cp: bool = False, autocast_dtype: Optional[str] = None,
+                 checkpoint: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         numbers = resolve_arch(arch)
@@ -85,6 +89,9 @@ class SAMImageEncoder(BaseModule):
         self.patch_size = patch_size
         self.img_size = img_size
         self.with_cp = with_cp
+        if autocast_dtype not in (None, 'bfloat16', 'float16'):
+            raise ValueError(f"autocast_dtype must be None, 'bfloat16' or 'float16', got {autocast_dtype!r}")
+        self.autocast_dtype = autocast_dtype
         self.checkpoint = checkpoint
         self.out_indices = [i % self.depth for i in out_indices]
         grid = img_size // patch_size
@@ -112,9 +119,25 @@ class SAMImageEncoder(BaseModule):
         return key in self._sam_keys
 
     @property
+    def first_conditioned_block(self) -> Optional[int]:
+        """Index of the first block whose adapter reads ``text_embeds`` (None if none does).
+
+        Blocks before it compute the same thing for every class of an image, so
+        a class-prompted segmentor runs them once per image.
+        """
+        return next((i for i, b in enumerate(self.blocks)
+                     if getattr(b.adapter, 'conditioned', False)), None)
+
+    @property
     def is_conditioned(self) -> bool:
         """Whether any attached adapter reads the per-sample conditioning (``text_embeds``)."""
-        return any(getattr(b.adapter, 'conditioned', False) for b in self.blocks)
+        return self.first_conditioned_block is not None
+
+    def autocast(self, device_type: str):
+        """The autocast context of ``autocast_dtype`` (disabled when it is None)."""
+        dtype = getattr(torch, self.autocast_dtype or 'float32')
+        return torch.autocast(device_type=device_type, dtype=dtype,
+                              enabled=self.autocast_dtype is not None)
 
     @property
     def is_adapted(self) -> bool:
@@ -152,22 +175,24 @@ class SAMImageEncoder(BaseModule):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch tokens with position: (B, C, H, W) -> (B, H/16, W/16, embed_dims)."""
         self.check_input(x)
-        x = self.patch_embed(x)
-        return x + self._pos_embed(x.shape[1], x.shape[2])
+        with self.autocast(x.device.type):
+            x = self.patch_embed(x)
+            return x + self._pos_embed(x.shape[1], x.shape[2])
 
     def run_blocks(self, x: torch.Tensor, text_embeds: Any = None, start: int = 0,
                    end: Optional[int] = None) -> Tuple[torch.Tensor, list]:
         """Run blocks ``start:end`` on tokens x (B, h, w, C); returns x and the outputs at out_indices."""
         outs = []
         end = self.depth if end is None else end
-        for i in range(start, end):
-            blk = self.blocks[i]
-            if self.with_cp and self.training and torch.is_grad_enabled():
-                x = cp.checkpoint(blk, x, text_embeds, use_reentrant=False)
-            else:
-                x = blk(x, text_embeds)
-            if i in self.out_indices:
-                outs.append(x.permute(0, 3, 1, 2).contiguous())
+        with self.autocast(x.device.type):
+            for i in range(start, end):
+                blk = self.blocks[i]
+                if self.with_cp and self.training and torch.is_grad_enabled():
+                    x = cp.checkpoint(blk, x, text_embeds, use_reentrant=False)
+                else:
+                    x = blk(x, text_embeds)
+                if i in self.out_indices:
+                    outs.append(x.permute(0, 3, 1, 2).float().contiguous())
         return x, outs
 
     def forward(self, x: torch.Tensor, text_embeds: Any = None) -> Tuple[torch.Tensor, ...]:

@@ -138,6 +138,10 @@ class ClassPromptedSAM(BaseSegmentor):
     def encode_samples(self, inputs: Tensor, img_index: Tensor, text: Optional[Tensor]) -> Tensor:
         """Image embeddings for (image, class) samples.
 
+        The blocks before the encoder's first text-conditioned block (all of
+        them for an unconditioned encoder) run once per image; the rest run once
+        per sample, all samples as one batch.
+
         Args:
             inputs: (B, 3, S, S) images.
             img_index: (M,) image of each sample.
@@ -146,11 +150,12 @@ class ClassPromptedSAM(BaseSegmentor):
         Returns:
             (M, 256, S/16, S/16).
         """
-        if self.backbone.is_conditioned:
-            tokens = self.backbone.embed(inputs)[img_index]  # one patch embedding per image
-            _, outs = self.backbone.run_blocks(tokens, text)
-            return self.neck(outs)[0]
-        return self.extract_feat(inputs)[0][img_index]
+        first = self.backbone.first_conditioned_block
+        if first is None:
+            return self.extract_feat(inputs)[0][img_index]
+        tokens, early = self.backbone.run_blocks(self.backbone.embed(inputs), None, 0, first)
+        _, late = self.backbone.run_blocks(tokens[img_index], text, first)
+        return self.neck([o[img_index] for o in early] + late)[0]
 
     # ------------------------------------------------------------- training
     def _training_samples(self, data_samples: List[SegDataSample]):
