@@ -14,3 +14,5 @@ load_from = None
 resume = False
 randomness = dict(seed=0)
 tta_model = None
+# The model's class names must be the dataset's (checked before train / val / test).
+custom_hooks = [dict(type='ClassNamesCheckHook')]

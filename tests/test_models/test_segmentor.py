@@ -171,3 +171,16 @@ def test_bf16_autocast_encoder_stays_close_to_fp32():
         low = model.encode_samples(x, idx, text)
     assert low.dtype == torch.float32
     assert 0 < (low - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+def test_class_names_that_do_not_match_the_dataset_are_refused():
+    from mmsamptx.engine import check_class_names
+
+    class Data:
+        metainfo = dict(classes=('wall', 'plate', 'tray'))
+
+    check_class_names(['wall', 'plate', 'tray'], Data(), 'training')
+    with pytest.raises(ValueError, match=r"first difference at label 1: model 'cup', dataset 'plate'"):
+        check_class_names(['wall', 'cup', 'tray'], Data(), 'training')
+    with pytest.raises(ValueError, match=r'class_names \(2\) do not match the test dataset.s classes \(3'):
+        check_class_names(['wall', 'plate'], Data(), 'test')
