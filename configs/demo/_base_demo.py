@@ -30,7 +30,8 @@ val_dataloader = dict(
                                            seg_map_path='annotations/validation'),
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# The inference mode (model.test_cfg.mode) names the logged metric: 'prompted/mIoU'.
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'], prefix='prompted')
 test_evaluator = val_evaluator
 
 model = dict(

@@ -19,8 +19,10 @@ def read_scalars(work_dir: str) -> Tuple[List[Tuple[int, float]], List[Tuple[int
             rec = json.loads(line)
             if 'loss' in rec:
                 loss.append((rec['step'], rec['loss']))
-            if 'mIoU' in rec:
-                miou.append((rec['step'], rec['mIoU']))
+            # 'mIoU', or prefixed by the inference mode ('prompted/mIoU').
+            key = next((k for k in rec if k == 'mIoU' or k.endswith('/mIoU')), None)
+            if key is not None:
+                miou.append((rec['step'], rec[key]))
     return loss, miou
 
 

@@ -19,6 +19,8 @@ DECODER = sum(p.numel() for p in MaskDecoder(
 EXPECTED = {  # trainable parameters by module, closed form
     'configs/samptx_ade20k_1-64.py': dict(backbone=12 * (2 * C * R + R + C + D * R + R),
                                           decode_head=DECODER),
+    'configs/samptx/samptx-text-only_ade20k_1-64.py': dict(
+        backbone=12 * (2 * C * R + R + C + D * R + R), decode_head=DECODER),
     'configs/samptx/decoder-only_ade20k_1-64.py': dict(backbone=0, decode_head=DECODER),
     'configs/samptx/parallel-adapter_ade20k_1-64.py': dict(backbone=12 * (2 * C * R + R + C),
                                                           decode_head=DECODER),

@@ -32,7 +32,7 @@ def train_and_test(config, data_root, work_dir):
     runner.train()
     metrics = runner.test()
     MMLogger.get_current_instance().setLevel(logging.INFO)
-    return metrics['mIoU']
+    return metrics['prompted/mIoU']
 
 
 @pytest.fixture(scope='module')
