@@ -69,7 +69,8 @@ def test_training_samples_pick_k_present_classes_with_points_inside():
     gt[:64] = 0
     gt[64:, :64] = 2
     gt2 = torch.full((128, 128), 1, dtype=torch.long)
-    img_index, class_ids, points, targets = model._training_samples([sample(gt), sample(gt2)])
+    img_index, class_ids, points, labels, targets = model._training_samples([sample(gt), sample(gt2)])
+    assert (labels == 1).all()
     assert img_index.tolist() == [0, 0, 1]
     assert sorted(class_ids[:2].tolist()) == [0, 2] and class_ids[2].item() == 1
     for i, c in enumerate(class_ids.tolist()):
@@ -78,6 +79,20 @@ def test_training_samples_pick_k_present_classes_with_points_inside():
         expected = ([gt, gt2][img_index[i]] == c).long()
         expected[[gt, gt2][img_index[i]] == 255] = 255
         assert torch.equal(targets[i], expected)
+
+
+def test_negative_classes_are_prompted_by_name_with_empty_targets():
+    model = tiny_model(train_cfg=dict(classes_per_image=1, num_points=2, negatives_per_image=1))
+    gt = torch.zeros(128, 128, dtype=torch.long)        # only class 0 present
+    img_index, class_ids, points, labels, targets = model._training_samples([sample(gt)])
+    assert class_ids[0] == 0 and class_ids[1] in (1, 2)
+    assert (labels[0] == 1).all() and (labels[1] == -1).all()
+    assert targets[1].sum() == 0 and targets[0].min() == 1
+    losses = model.loss(torch.randn(1, 3, 128, 128), [sample(gt)])
+    assert torch.isfinite(sum(losses.values()))
+    with pytest.raises(ValueError, match='negatives_per_image > 0 prompts absent classes by name'):
+        tiny_model(backbone=dict(type='SAMImageEncoder', arch='tiny', img_size=128),
+                   text_encoder=None, train_cfg=dict(negatives_per_image=1))
 
 
 def test_loss_and_both_inference_modes_run():

@@ -66,7 +66,10 @@ class ClassPromptedSAM(BaseSegmentor):
             ``METAINFO['classes']`` they are.
         text_encoder: an :class:`OpenCLIPTextEncoder` config, required when text
             is used anywhere (text adapters or head injection).
-        train_cfg: ``classes_per_image`` (K), ``num_points`` (N).
+        train_cfg: ``classes_per_image`` (K), ``num_points`` (N),
+            ``negatives_per_image``: classes absent from the image, prompted by
+            their name alone (no point) with an empty target, so the model learns
+            to answer "not here" (needs a model that reads text; default 0).
         test_cfg: ``mode``, ``num_points``, ``class_chunk`` (classes per forward).
         seed: seeds the point and class samplers.
     """
@@ -81,7 +84,8 @@ class ClassPromptedSAM(BaseSegmentor):
         self.neck = MODELS.build(neck)
         self.decode_head = MODELS.build(decode_head)
         self.text_encoder = MODELS.build(text_encoder) if text_encoder is not None else None
-        self.train_cfg = {**dict(classes_per_image=4, num_points=1), **(train_cfg or {})}
+        self.train_cfg = {**dict(classes_per_image=4, num_points=1, negatives_per_image=0),
+                          **(train_cfg or {})}
         self.test_cfg = {**dict(mode='prompted', num_points=1, class_chunk=16), **(test_cfg or {})}
         self.ignore_index = ignore_index
         self.align_corners = False
@@ -89,6 +93,9 @@ class ClassPromptedSAM(BaseSegmentor):
             raise ValueError(f"test_cfg.mode must be one of {INFERENCE_MODES}, got {self.test_cfg['mode']!r}")
         if self.uses_text and self.text_encoder is None:
             raise ValueError('this model reads text (text adapters or text_injection) but has no text_encoder')
+        if self.train_cfg['negatives_per_image'] and not self.uses_text:
+            raise ValueError('train_cfg.negatives_per_image > 0 prompts absent classes by name, '
+                             'but this model reads no text')
         if self.test_cfg['mode'] == 'text' and not self.uses_text:
             raise ValueError("test_cfg.mode='text' needs a model that reads text: add text adapters "
                              "or decode_head.text_injection, or use mode='prompted'")
@@ -159,24 +166,41 @@ class ClassPromptedSAM(BaseSegmentor):
 
     # ------------------------------------------------------------- training
     def _training_samples(self, data_samples: List[SegDataSample]):
-        """Pick classes and points per image; returns index tensors, points and binary targets."""
-        img_index, class_ids, points, targets = [], [], [], []
+        """Pick classes and points per image.
+
+        Returns (img_index (M,), class_ids (M,), points (M, N, 2), point_labels
+        (M, N), targets (M, H, W)), or None when no image has a labelled pixel.
+        Negative samples carry padding points (label -1) and an all-0 target.
+        """
+        img_index, class_ids, points, labels, targets = [], [], [], [], []
         k = self.train_cfg['classes_per_image']
+        n_neg = self.train_cfg['negatives_per_image']
+        n_pts = self.train_sampler.num_points
+        num_classes = len(self.class_names)
         for i, ds in enumerate(data_samples):
             gt = ds.gt_sem_seg.data[0]
             present = gt.unique()
             present = present[(present != self.ignore_index)]
-            if (present >= len(self.class_names)).any():
+            if (present >= num_classes).any():
                 raise ValueError(f"label value {present.max().item()} in {ds.metainfo.get('seg_map_path')} "
-                                 f'is outside the {len(self.class_names)} classes of this model')
+                                 f'is outside the {num_classes} classes of this model')
             if present.numel() == 0:
                 continue
             chosen = present[torch.randperm(present.numel(), generator=self._rng)[:k].to(present.device)]
-            for c in chosen.tolist():
+            absent = torch.ones(num_classes, dtype=torch.bool)
+            absent[present.cpu()] = False
+            absent = absent.nonzero()[:, 0]
+            negatives = absent[torch.randperm(absent.numel(), generator=self._rng)[:n_neg]].tolist()
+            for c in chosen.tolist() + negatives:
                 mask = gt == c
                 img_index.append(i)
                 class_ids.append(c)
-                points.append(self.train_sampler.sample(mask, self._rng, f'class {c}'))
+                if c in negatives:
+                    points.append(torch.zeros(n_pts, 2))
+                    labels.append(torch.full((n_pts,), -1))
+                else:
+                    points.append(self.train_sampler.sample(mask, self._rng, f'class {c}'))
+                    labels.append(torch.ones(n_pts, dtype=torch.long))
                 target = mask.long()
                 target[gt == self.ignore_index] = self.ignore_index
                 targets.append(target)
@@ -184,7 +208,7 @@ class ClassPromptedSAM(BaseSegmentor):
             return None
         device = data_samples[0].gt_sem_seg.data.device
         return (torch.tensor(img_index, device=device), torch.tensor(class_ids, device=device),
-                torch.stack(points).to(device), torch.stack(targets))
+                torch.stack(points).to(device), torch.stack(labels).to(device), torch.stack(targets))
 
     def loss(self, inputs: Tensor, data_samples: List[SegDataSample]) -> Dict[str, Tensor]:
         """Losses of the mask decoder on K (image, class) samples per image."""
@@ -192,11 +216,11 @@ class ClassPromptedSAM(BaseSegmentor):
         if picked is None:  # no labelled pixel in the whole batch: a zero loss keeps DDP in step
             zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
             return dict(loss_mask=zero, loss_dice=zero, loss_iou=zero)
-        img_index, class_ids, points, targets = picked
+        img_index, class_ids, points, point_labels, targets = picked
         embeds = self.class_embeddings()
         text = embeds[class_ids] if embeds is not None else None
         image_embeddings = self.encode_samples(inputs, img_index, text)
-        logits, iou = self.decode_head(image_embeddings, points, None, None, text)
+        logits, iou = self.decode_head(image_embeddings, points, point_labels, None, text)
         return self.decode_head.loss(logits, iou, targets, self.ignore_index)
 
     # ------------------------------------------------------------ inference
