@@ -41,7 +41,8 @@ model = dict(
         type='OpenCLIPTextEncoder', model_name='ViT-B-16-quickgelu', pretrained='openai'),
     train_cfg=dict(
         classes_per_image=4,  # K classes of each image become (image, class) samples
-        num_points=1),        # N positive points sampled from each class mask
+        num_points=1,         # N positive points sampled from each class mask
+        negatives_per_image=0),  # absent classes prompted by name with an empty target
     test_cfg=dict(
         mode='prompted',      # 'prompted': class + points from the GT; 'text': names only
         num_points=1,
