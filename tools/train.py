@@ -24,6 +24,18 @@ def parse_args(argv=None):
         default=False,
         help='enable automatic-mixed-precision training')
     parser.add_argument(
+        '--bad-data',
+        choices=['stop', 'skip'],
+        default=None,
+        help='wrap the training dataset in SkipBadSamples: a corrupt image or mask stops the '
+        'run naming the file, or is skipped and counted in the log (docs/training.md)')
+    parser.add_argument(
+        '--nonfinite-loss',
+        choices=['stop', 'skip'],
+        default=None,
+        help="NonFiniteLossHook's action for a NaN/Inf loss: stop with an error naming the "
+        'iteration and the term, or skip the optimizer step (docs/training.md)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -92,6 +104,11 @@ def main(argv=None):
     # resume training (plain flag: the work_dir's last_checkpoint, as mmseg)
     cfg.resume = args.resume
 
+    if args.bad_data is not None:
+        engine.configure_bad_data(cfg, args.bad_data)
+    if args.nonfinite_loss is not None:
+        engine.configure_nonfinite(cfg, args.nonfinite_loss)
+
     engine.upgrade_checkpoint_hook(cfg)
     try:
         engine.adapt_to_device(cfg, args.launcher)
@@ -103,7 +120,8 @@ def main(argv=None):
         with engine.unknown_type_hint(args.config):
             runner = engine.build_runner(cfg)
             runner.train()
-    except engine.CheckpointSecurityError as e:
+    except (engine.CheckpointSecurityError, engine.NonFiniteLossError,
+            engine.NonFiniteModelError, engine.BadSampleError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

@@ -10,12 +10,16 @@
   launcher's process group is initialised here (mmengine 0.10.7's
   ``init_dist`` calls ``torch.cuda.set_device`` unconditionally), and the DDP
   wrapper gets ``device_ids=None`` (CPU modules accept no device ids).
+  In a worker that torchrun *restarted* (``MAX_RESTARTS``), the process group
+  is built on the agent's store under a per-attempt prefix, see
+  :func:`elastic_attempt_store`.
 * :func:`build_runner`: ``Runner.from_cfg`` or, if the config names a
   ``runner_type``, mmseg's ``RUNNERS`` registry, as mmseg's tools do.
 """
 import contextlib
 import datetime
 import logging
+import os
 import os.path as osp
 import re
 
@@ -25,7 +29,7 @@ from mmengine.logging import print_log
 
 __all__ = [
     'ConfigNotFoundError', 'UnknownTypeError', 'load_config', 'unknown_type_hint',
-    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook'
+    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook', 'elastic_attempt_store'
 ]
 
 
@@ -85,6 +89,8 @@ def _cuda():
 def adapt_to_device(cfg, launcher):
     """Make ``cfg`` runnable on this machine (see the module docstring). Returns ``cfg``."""
     if _cuda():
+        if launcher == 'pytorch':
+            _init_restarted_cuda_process_group(cfg.get('env_cfg', {}).get('dist_cfg', {}))
         return cfg
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})
@@ -104,18 +110,73 @@ def adapt_to_device(cfg, launcher):
     return cfg
 
 
+def _dist_kwargs(dist_cfg):
+    kwargs = {k: v for k, v in dist_cfg.items() if k not in ('backend', 'init_backend')}
+    if kwargs.get('timeout') is not None:
+        kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+    return kwargs
+
+
+def _init_restarted_cuda_process_group(dist_cfg):
+    """In a restarted torchrun worker: mmengine's CUDA init, on :func:`elastic_attempt_store`.
+
+    A first attempt (or a non-elastic launch) is left to mmengine, as before.
+    """
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    if dist_cfg.get('init_backend', 'torch') != 'torch' or (dist.is_available()
+                                                            and dist.is_initialized()):
+        return
+    kwargs = _dist_kwargs(dist_cfg)
+    store = elastic_attempt_store(kwargs.get('timeout'))
+    if store is None:
+        return
+    if mp.get_start_method(allow_none=True) is None:
+        mp.set_start_method('spawn')
+    torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
+    dist.init_process_group(backend=dist_cfg.get('backend', 'nccl'), store=store,
+                            rank=int(os.environ['RANK']),
+                            world_size=int(os.environ['WORLD_SIZE']), **kwargs)
+
+
 def _init_cpu_process_group(dist_cfg):
     """mmengine's ``_init_dist_pytorch`` without ``torch.cuda.set_device``."""
     import torch.distributed as dist
     import torch.multiprocessing as mp
     if dist.is_available() and dist.is_initialized():
         return
-    kwargs = {k: v for k, v in dist_cfg.items() if k not in ('backend', 'init_backend')}
-    if kwargs.get('timeout') is not None:
-        kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+    kwargs = _dist_kwargs(dist_cfg)
     if mp.get_start_method(allow_none=True) is None:
         mp.set_start_method('spawn')
+    store = elastic_attempt_store(kwargs.get('timeout'))
+    if store is not None:
+        kwargs.update(store=store, rank=int(os.environ['RANK']),
+                      world_size=int(os.environ['WORLD_SIZE']))
     dist.init_process_group(backend=dist_cfg.get('backend', 'gloo'), **kwargs)
+
+
+def elastic_attempt_store(timeout=None):
+    """The torchrun agent's store under ``/mmsamptx/attempt_<restart count>``, or None.
+
+    With torchrun's static rendezvous (``tools/dist_train.sh`` with
+    ``MAX_RESTARTS``) the agent's TCPStore outlives a restart, and torch 2.11's
+    ``env://`` rendezvous of a worker adds no per-attempt prefix ("we create a
+    new TCPStore for every retry", torch/distributed/rendezvous.py). A
+    restarted worker can then read the address that a peer of the *previous*
+    attempt published, and gloo fails with ``connectFullMesh failed ...
+    Connection refused`` (observed here about one restart in two). Keys under
+    a prefix per restart count cannot be stale. Returns None for a first
+    attempt, or when the worker does not use the agent's store.
+    """
+    attempt = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0)
+    if attempt == 0 or os.environ.get('TORCHELASTIC_USE_AGENT_STORE') != 'True':
+        return None
+    import torch.distributed as dist
+    if timeout is None:
+        timeout = datetime.timedelta(minutes=30)
+    store = dist.TCPStore(os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']),
+                          int(os.environ['WORLD_SIZE']), is_master=False, timeout=timeout)
+    return dist.PrefixStore(f'/mmsamptx/attempt_{attempt}', store)
 
 
 def _cpu_model_wrapper(cfg):
