@@ -14,13 +14,13 @@ load_from = None
 resume = False
 randomness = dict(seed=0)
 tta_model = None
-# The model's class names must be the dataset's (checked before train / val / test).
-custom_hooks = [dict(type='ClassNamesCheckHook')]
-# Fault handling (mmsamptx.engine, see docs/training.md): exact resume (RNG states in the
+# ClassNamesCheckHook: the model's class names must be the dataset's (checked before train /
+# val / test). Fault handling (mmsamptx.engine, see docs/training.md): exact resume (RNG states in the
 # checkpoint), stop on a NaN/Inf loss naming the term (never saving a non-finite model), and the
 # skip counter of SkipBadSamples (wrap train_dataloader.dataset or use train.py --bad-data).
 # A config that sets its own custom_hooks replaces this list: keep these entries in it.
 custom_hooks = [
+    dict(type='ClassNamesCheckHook'),
     dict(type='RandomStateHook'),
     dict(type='NonFiniteLossHook', action='stop'),
     dict(type='BadSampleCounterHook'),
