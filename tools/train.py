@@ -120,8 +120,11 @@ def main(argv=None):
         with engine.unknown_type_hint(args.config):
             runner = engine.build_runner(cfg)
             runner.train()
+    except engine.BadSampleError as e:
+        print(f'error: {engine.BadSampleError.summary(e)}', file=sys.stderr)
+        return 1
     except (engine.CheckpointSecurityError, engine.NonFiniteLossError,
-            engine.NonFiniteModelError, engine.BadSampleError) as e:
+            engine.NonFiniteModelError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

@@ -62,6 +62,24 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '
 class BadSampleError(RuntimeError):
     """A training sample's file is missing, unreadable or cannot be decoded."""
 
+    @staticmethod
+    def summary(error):
+        """The error's own message, without the worker traceback that a DataLoader adds.
+
+        A DataLoader worker's exception is re-raised in the main process as
+        ``BadSampleError('Caught BadSampleError in DataLoader worker process
+        0.\nOriginal Traceback ...\n...BadSampleError: <message>')``.
+        """
+        text = str(error)
+        if 'Original Traceback' not in text:
+            return text
+        lines = [line for line in text.splitlines() if line.strip()]
+        for line in reversed(lines):
+            head, sep, message = line.partition('BadSampleError: ')
+            if sep and not head.strip(' .').count(' '):
+                return message + ' (in a DataLoader worker)'
+        return text
+
 
 def check_sample_file(path, backend_args=None):
     """What is wrong with ``path`` (a short text), or None if it reads (and decodes)."""
