@@ -1,4 +1,4 @@
-"""Training/testing machinery: safe checkpoint loading, atomic checkpoints, fault handling, tool helpers.
+"""Training machinery: safe loading, atomic checkpoints, fault handling, tool helpers.
 
 Importing this package registers, in mmseg's registries, the hooks
 ``ClassNamesCheckHook``, ``AtomicCheckpointHook``, ``RandomStateHook`` (exact resume),

@@ -283,7 +283,7 @@ class BadSampleCounterHook(Hook):
 
 
 def configure_bad_data(cfg, on_error):
-    """Wrap ``cfg.train_dataloader.dataset`` in ``SkipBadSamples(on_error=...)`` and add the counter.
+    """Wrap ``cfg.train_dataloader.dataset`` in ``SkipBadSamples(on_error=...)``; add the counter.
 
     An existing ``SkipBadSamples`` only gets its ``on_error`` changed. Returns ``cfg``.
     """

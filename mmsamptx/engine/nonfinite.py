@@ -210,7 +210,10 @@ class NonFiniteLossHook(Hook):
 
 
 def configure_nonfinite(cfg, action):
-    """Set the ``action`` of the config's ``NonFiniteLossHook`` (adding one if absent). Returns ``cfg``."""
+    """Set the ``action`` of the config's ``NonFiniteLossHook`` (adding one if absent).
+
+    Returns ``cfg``.
+    """
     hooks = list(cfg.get('custom_hooks', None) or [])
     for hook in hooks:
         if hook.get('type') in ('NonFiniteLossHook', NonFiniteLossHook):

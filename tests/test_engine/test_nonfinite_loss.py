@@ -59,7 +59,8 @@ def test_stop_names_iteration_and_term_and_keeps_the_last_good_checkpoint(tmp_pa
     assert ckpt['meta']['iter'] == 2 and all_finite(ckpt['state_dict'])
     # the stopped iteration did not change the parameters either
     snap = hook_of(runner, FaultInjectionHook).snapshots[4]
-    assert all(torch.equal(v, snap['after']['params'][k]) for k, v in snap['before']['params'].items())
+    before, after = snap['before']['params'], snap['after']['params']
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
 
 
 def test_skip_leaves_parameters_unchanged_and_counts(tmp_path, ade_root):
