@@ -1,0 +1,97 @@
+"""tools/benchmark.py at the tiny arch: JSON schema, the ratio direction rule, the equivalence check.
+
+No timing is asserted: the numbers of a 64 px tiny model on a shared CPU mean nothing.
+"""
+import importlib.util
+import json
+import math
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(REPO, 'tools', 'benchmark.py')
+TINY = ['--arch', 'tiny', '--img-size', '64', '--repeats', '1', '--warmup', '0']
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('mmsamptx_benchmark_tool', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def bench(tmp_path_factory):
+    """One run of the tool, every row, as users call it: (JSON, stdout)."""
+    out = tmp_path_factory.mktemp('bench') / 'bench.json'
+    proc = subprocess.run([sys.executable, TOOL, *TINY, '--classes-per-image', '2',
+                           '--text-classes', '24', '--json', str(out)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_json_schema_and_every_row(bench):
+    result, stdout = bench
+    assert isinstance(result['device'], str) and result['device']
+    names = [r['name'] for r in result['rows']]
+    # train, 2 memory, 2 inference, text150 and (where the segmentor has an embedding cache) cache
+    assert len(names) in (6, 7) and len(set(names)) == len(names)
+    for row in result['rows']:
+        assert set(row) >= {'name', 'ours', 'reference', 'unit', 'ratio'}
+        assert isinstance(row['name'], str) and isinstance(row['unit'], str)
+        for key in ('ours', 'reference', 'ratio'):
+            assert isinstance(row[key], float) and math.isfinite(row[key]), (row['name'], key)
+        assert row['ours'] > 0 and row['reference'] > 0, row
+        assert row['name'][:30] in stdout  # the printed table has every row
+    units = {r['unit'] for r in result['rows']}
+    assert units - {'s/epoch'} == {'images/s', 's/image', 's/prompt', 'MiB'}
+    # the cache row is there, or the JSON says why not
+    assert 's/epoch' in units or any('cache' in n for n in result['notes'])
+
+
+def test_every_ratio_follows_the_direction_rule(bench):
+    """A ratio above 1 means ours is better: throughput ours/reference, time and memory reference/ours."""
+    for row in bench[0]['rows']:
+        if row['unit'] == 'images/s':
+            expected, better = row['ours'] / row['reference'], 'higher'
+        else:
+            expected, better = row['reference'] / row['ours'], 'lower'
+        assert row['ratio'] == pytest.approx(expected, rel=1e-12), row
+        assert row['better'] == better
+
+
+def test_equivalence_check_passed_and_is_recorded(bench):
+    eq = bench[0]['equivalence']
+    assert eq['passed'] is True
+    assert eq['rel_logit_diff'] <= eq['tolerance']
+    assert eq['mask_agreement'] > 0.999
+    assert eq['max_rel_loss_diff'] <= 10 * eq['tolerance']
+
+
+def test_rows_selector_and_ratio_rule_helper():
+    tool = load_tool()
+    assert tool.make_row('t', 2.0, 1.0, 'images/s')['ratio'] == 2.0
+    assert tool.make_row('t', 1.0, 3.0, 's/image')['ratio'] == 3.0
+    assert tool.make_row('t', 100.0, 400.0, 'MiB')['ratio'] == 4.0
+    assert tool.parse_args(['--rows', 'train,text150']).rows == ['train', 'text150']
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--rows', 'nonsense'])
+
+
+def test_equivalence_check_catches_a_reference_that_differs():
+    """The check is not vacuous: perturb one reference weight and it must refuse to measure."""
+    tool = load_tool()
+    args = tool.parse_args(TINY + ['--classes-per-image', '2'])
+    args.autocast_dtype = None
+    cfg = tool.load_config(args)
+    sides = tool.Sides(args, cfg, torch.device('cpu'))
+    assert tool.check_equivalence(sides, args)['passed']
+    with torch.no_grad():
+        sides.ref.image_encoder.blocks[1].mlp.adapter.up.weight.mul_(1.5)
+    with pytest.raises(AssertionError, match='do not compute the same thing'):
+        tool.check_equivalence(sides, args)

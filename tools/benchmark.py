@@ -1,0 +1,1014 @@
+"""Benchmark SAM-PTx (this project's fast paths) against a naive segment_anything reference.
+
+One process builds a config's ClassPromptedSAM ("ours", with the fast paths the
+options switch on: fused SDPA attention, bf16 autocast of the frozen trunk,
+non-reentrant activation checkpointing, shared patch embedding / early blocks,
+all (image, class) samples of an image as one batch) and a naive reference made
+of ``segment_anything``'s own ``ImageEncoderViT``, ``PromptEncoder`` and
+``MaskDecoder`` with the same weights and the same adapters beside every
+block's MLP (fp32, eager, materialised attention, one encoder pass per
+(image, class) sample, no checkpointing). Before measuring, it checks in fp32
+that both give the same masks and losses on one input, then measures them side
+by side (interleaved) on the same inputs:
+
+  train          training step, images/s (K class samples per image, losses,
+                 backward, optimizer step on the trainable parameters)
+  train_memory   peak memory of one training step
+  infer_image    inference of one image with its K class prompts, s/image
+  infer_prompt   inference of one (image, class, point) prompt alone, s/prompt
+  infer_memory   peak memory of infer_image
+  text150        text-only inference over 150 classes: ours with text adapters in
+                 the last k blocks only (earlier blocks shared per image) against
+                 ours with text in every block (full per-class encoding)
+  cache          decoder-only training epoch (no adapters, frozen encoder) with the
+                 segmentor's image-embedding cache, filled by an earlier epoch, against
+                 re-encoding every image (left out, with a note, where the segmentor
+                 has no ``embedding_cache``)
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the allocation
+before the step; on CPU the growth of the process's peak resident set size
+(VmHWM, reset through /proc/self/clear_refs) above its resident size just
+before the step. Each side is measured in a fresh subprocess that holds only
+its own model, so neither side inherits the other's allocator state.
+
+A ratio above 1 always means ours is better: throughput ours / reference,
+time and memory reference / ours. Weights are random (no network); SAM's
+zero-initialised tables and the adapters' zero up-projections are filled with
+small random values so that adapters and text change the result.
+
+Example (CPU, ViT-B at 512 px)::
+
+    python tools/benchmark.py --arch vit_b --img-size 512 --batch 1 \\
+        --classes-per-image 4 --warmup 1 --repeats 2 --json work_dirs/bench.json
+"""
+import argparse
+import contextlib
+import copy
+import ctypes
+import datetime
+import functools
+import gc
+import json
+import os
+import os.path as osp
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+ALL_ROWS = ('train', 'train_memory', 'infer_image', 'infer_prompt', 'infer_memory', 'text150',
+            'cache')
+#: units whose larger value is better; every other unit (time, memory) is better smaller
+HIGHER_IS_BETTER_UNITS = ('images/s',)
+MIB = 1024.0 * 1024.0
+
+
+# --------------------------------------------------------------------------- arguments
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n', 2)[2])
+    parser.add_argument('--config', default=osp.join(REPO, 'configs/samptx_ade20k_1-64.py'),
+                        help='model config (its model dict is built; default: the SAM-PTx headline)')
+    parser.add_argument('--arch', default=None,
+                        help="override the encoder arch ('vit_b', 'vit_l', 'vit_h', 'tiny')")
+    parser.add_argument('--img-size', type=int, default=512, help='input side in pixels')
+    parser.add_argument('--batch', type=int, default=1, help='images per training step')
+    parser.add_argument('--classes-per-image', type=int, default=4,
+                        help='K: (image, class) samples per image, in training and infer_image')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]'")
+    parser.add_argument('--dtype', default='auto', choices=('auto', 'float32', 'bfloat16', 'float16'),
+                        help="autocast dtype of ours' frozen trunk; 'auto': bfloat16 where the device "
+                             'runs it natively (CUDA with bf16, CPU with AVX512-BF16/AMX), else float32. '
+                             'The reference is always float32.')
+    parser.add_argument('--fused-attn', action=argparse.BooleanOptionalAction, default=True,
+                        help='ours: scaled_dot_product_attention instead of explicit softmax attention')
+    parser.add_argument('--with-cp', action=argparse.BooleanOptionalAction, default=True,
+                        help='ours: non-reentrant activation checkpointing of every encoder block')
+    parser.add_argument('--class-batch', action=argparse.BooleanOptionalAction, default=True,
+                        help="ours: an image's class samples run as one batch (else one at a time)")
+    parser.add_argument('--repeats', type=int, default=2, help='measured repeats of each side')
+    parser.add_argument('--warmup', type=int, default=1, help='unmeasured runs of each side first')
+    parser.add_argument('--rows', default=','.join(ALL_ROWS),
+                        help=f'comma-separated rows to measure, of {",".join(ALL_ROWS)}')
+    parser.add_argument('--text-classes', type=int, default=150,
+                        help='text150: vocabulary size (the config\'s classes if it has as many)')
+    parser.add_argument('--text-img-size', type=int, default=None,
+                        help='text150: input side (default: --img-size)')
+    parser.add_argument('--shared-k', type=int, default=4,
+                        help='text150: text adapters in the last k blocks (at most depth - 1)')
+    parser.add_argument('--class-chunk', type=int, default=None,
+                        help="text150: classes per forward (default: the config's test_cfg.class_chunk)")
+    parser.add_argument('--cache-steps', type=int, default=2,
+                        help='cache: training steps (of --batch images) per decoder-only epoch')
+    parser.add_argument('--memory-repeats', type=int, default=1,
+                        help='fresh subprocesses per side for each memory row (median reported)')
+    parser.add_argument('--check-tol', type=float, default=1e-3,
+                        help='equivalence check: largest |mask logit difference| / largest |logit|')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--json', default=None, help='write the results here')
+    parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)  # "<row>:<ours|ref>"
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    rows = [r.strip() for r in args.rows.split(',') if r.strip()]
+    bad = [r for r in rows if r not in ALL_ROWS]
+    if bad or not rows:
+        parser.error(f'--rows: unknown {bad}; choose from {",".join(ALL_ROWS)}')
+    args.rows = rows
+    for name in ('img_size', 'batch', 'classes_per_image', 'repeats', 'text_classes', 'shared_k',
+                 'memory_repeats', 'cache_steps'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be at least 1')
+    if args.warmup < 0:
+        parser.error('--warmup must be >= 0')
+    if args.img_size % 16:
+        parser.error('--img-size must be a multiple of the 16 px patch')
+    return args
+
+
+# ------------------------------------------------------------------------------- device
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def bf16_is_native(device) -> bool:
+    """Whether the device computes bf16 natively (so autocast pays off)."""
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    if device.type == 'cpu':
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_dtype(args, device):
+    """The autocast dtype of ours' trunk (None = float32)."""
+    if args.dtype == 'auto':
+        return 'bfloat16' if bf16_is_native(device) else None
+    return None if args.dtype == 'float32' else args.dtype
+
+
+def describe_device(device) -> str:
+    if device.type == 'cuda':
+        return f'{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})'
+    name = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            name = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return (f'CPU: {name}, {os.cpu_count()} logical cores, torch {torch.__version__} with '
+            f'{torch.get_num_threads()} threads, capability {torch.backends.cpu.get_cpu_capability()}'
+            f', native bf16: {bf16_is_native(device)}')
+
+
+def load_average():
+    try:
+        return [float(v) for v in open('/proc/loadavg').read().split()[:3]]
+    except OSError:
+        return None
+
+
+# -------------------------------------------------------------------------------- ours
+class FixedTextEncoder(nn.Module):
+    """Stands in for the CLIP text tower: a fixed unit vector per class name (no weights to load).
+
+    Class embeddings are computed once per model and are not what is measured.
+    """
+
+    def __init__(self, embed_dim: int, seed: int = 0) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.seed = seed
+
+    def encode(self, class_names):
+        rows = []
+        for name in class_names:
+            g = torch.Generator().manual_seed(zlib.crc32(f'{self.seed}:{name}'.encode()))
+            rows.append(torch.randn(self.embed_dim, generator=g))
+        return F.normalize(torch.stack(rows), dim=-1)
+
+
+def fill_zero_inits(model: nn.Module, seed: int, std: float = 0.02) -> None:
+    """Give SAM's zero-initialised position tables, zero biases and the adapters' zero
+    up-projections small random values, so the equivalence check means something."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if 'pos_embed' in name or 'rel_pos' in name or not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def load_config(args):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import mmsamptx  # noqa: F401  (registers the components)
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(args.config)
+    model = cfg.model
+    if model.get('type') != 'ClassPromptedSAM':
+        raise SystemExit(f'{args.config}: the benchmark needs a ClassPromptedSAM model, '
+                         f'got {model.get("type")!r}')
+    if args.arch is not None:
+        from mmsamptx.models.backbones.sam_image_encoder import resolve_arch
+        model.backbone.arch = args.arch
+        model.neck.in_channels = resolve_arch(args.arch)['embed_dims']
+    model.train_cfg = dict(model.get('train_cfg') or {}, classes_per_image=args.classes_per_image)
+    return cfg
+
+
+def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names=None,
+               test_mode=None, fast=True, **model_overrides):
+    """The config's ClassPromptedSAM at ``img_size`` with random weights and the fast paths.
+
+    ``adapter_blocks``: ``'config'`` keeps the config's adapters, ``'none'`` removes them
+    (decoder-only), else the blocks that get the config's adapter (None: all).
+    """
+    from mmseg.registry import MODELS
+    mcfg = copy.deepcopy(cfg.model)
+    mcfg.update(model_overrides)
+    mcfg.data_preprocessor = None  # inputs are given already normalised
+    bb = mcfg.backbone
+    bb.img_size = img_size
+    bb.checkpoint = None
+    bb.init_cfg = None
+    bb.fused_attn = args.fused_attn if fast else False
+    bb.with_cp = args.with_cp if fast else False
+    bb.autocast_dtype = args.autocast_dtype if fast else None
+    if adapter_blocks == 'none':
+        bb.adapter_cfg = None
+    elif adapter_blocks != 'config':
+        if bb.get('adapter_cfg') is None:
+            raise ValueError('the config has no adapters to place')
+        bb.adapter_cfg = dict(bb.adapter_cfg, blocks=adapter_blocks)
+    mcfg.neck.checkpoint = None
+    mcfg.neck.init_cfg = None
+    mcfg.decode_head.image_size = img_size
+    mcfg.decode_head.checkpoint = None
+    mcfg.decode_head.init_cfg = None
+    if class_names is not None:
+        mcfg.class_names = list(class_names)
+    if test_mode is not None:
+        mcfg.test_cfg = dict(mcfg.get('test_cfg') or {}, mode=test_mode)
+        if args.class_chunk is not None:
+            mcfg.test_cfg['class_chunk'] = args.class_chunk
+    torch.manual_seed(args.seed)
+    model = MODELS.build(mcfg)
+    if model.text_encoder is not None:
+        model.text_encoder = FixedTextEncoder(model.text_encoder.embed_dim, args.seed)
+    fill_zero_inits(model, args.seed)
+    return model.to(device)
+
+
+# --------------------------------------------------------------------------- reference
+class NaiveAdapter(nn.Module):
+    """A plain re-implementation of (Parallel-)(Text-)Adapter: scale * up(gelu(down(h) [+ text_proj(t)]))."""
+
+    def __init__(self, embed_dims, bottleneck, scale, text_dims=None):
+        super().__init__()
+        self.down = nn.Linear(embed_dims, bottleneck)
+        self.up = nn.Linear(bottleneck, embed_dims)
+        self.text_proj = nn.Linear(text_dims, bottleneck) if text_dims else None
+        self.scale = scale
+
+    def forward(self, h, text):
+        z = self.down(h)
+        if self.text_proj is not None:
+            z = z + self.text_proj(text)[:, None, None, :]
+        return self.scale * self.up(F.gelu(z))
+
+
+class MLPWithAdapter(nn.Module):
+    """segment_anything's block MLP with an adapter branch beside it.
+
+    The text of the sample being encoded comes through module state
+    (``self.text``), as naive reference code would thread it.
+    """
+
+    def __init__(self, mlp, adapter):
+        super().__init__()
+        self.mlp = mlp
+        self.adapter = adapter
+        self.text = None
+
+    def forward(self, x):
+        return self.mlp(x) + self.adapter(x, self.text)
+
+
+class NaiveReference(nn.Module):
+    """segment_anything's ImageEncoderViT (with neck), PromptEncoder and MaskDecoder, fp32, eager,
+    one encoder pass and one decoder call per (image, class) sample."""
+
+    def __init__(self, image_encoder, prompt_encoder, mask_decoder, text_proj, multimask,
+                 mask_loss, loss_weights):
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.text_proj = text_proj
+        self.multimask = multimask
+        self.mask_loss = mask_loss
+        self.loss_weights = dict(loss_weights)
+
+    def set_text(self, text):
+        for m in self.image_encoder.modules():
+            if isinstance(m, MLPWithAdapter):
+                m.text = text
+
+    def forward_sample(self, image, text, points):
+        """image (1, 3, S, S), text (1, D) or None, points (1, N, 2) or None -> logits, iou."""
+        self.set_text(text)
+        emb = self.image_encoder(image)
+        pts = None if points is None else (points, torch.ones(points.shape[:2], dtype=torch.long,
+                                                              device=points.device))
+        sparse, dense = self.prompt_encoder(points=pts, boxes=None, masks=None)
+        if self.text_proj is not None:
+            sparse = torch.cat([sparse, self.text_proj(text)[:, None, :]], dim=1)
+        return self.mask_decoder(image_embeddings=emb, image_pe=self.prompt_encoder.get_dense_pe(),
+                                 sparse_prompt_embeddings=sparse,
+                                 dense_prompt_embeddings=dense, multimask_output=self.multimask)
+
+    def loss(self, logits, iou_pred, targets, ignore_index=255):
+        """SAM's focal (or BCE) + dice + IoU-MSE losses, written out plainly."""
+        from torchvision.ops import sigmoid_focal_loss
+        b, m = logits.shape[:2]
+        logits = F.interpolate(logits, size=targets.shape[-2:], mode='bilinear', align_corners=False)
+        valid = (targets != ignore_index).float()[:, None].expand_as(logits)
+        target = (targets == 1).float()[:, None].expand_as(logits)
+        if self.mask_loss == 'focal':
+            pix = sigmoid_focal_loss(logits, target, alpha=0.25, gamma=2.0, reduction='none')
+        else:
+            pix = F.binary_cross_entropy_with_logits(logits, target, reduction='none')
+        mask_l = (pix * valid).flatten(2).sum(-1) / valid.flatten(2).sum(-1).clamp(min=1.0)
+        prob = (logits.sigmoid() * valid).flatten(2)
+        tgt = (target * valid).flatten(2)
+        dice_l = 1 - (2 * (prob * tgt).sum(-1) + 1.0) / (prob.sum(-1) + tgt.sum(-1) + 1.0)
+        total = self.loss_weights['mask'] * mask_l + self.loss_weights['dice'] * dice_l
+        best = total.argmin(dim=1) if m > 1 else torch.zeros(b, dtype=torch.long, device=logits.device)
+        rows = torch.arange(b, device=logits.device)
+        with torch.no_grad():
+            hard = (logits[rows, best] > 0).float() * valid[rows, best]
+            t = target[rows, best] * valid[rows, best]
+            inter = (hard * t).flatten(1).sum(-1)
+            union = (hard + t).clamp(max=1).flatten(1).sum(-1)
+            true_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+        return dict(loss_mask=self.loss_weights['mask'] * mask_l[rows, best].mean(),
+                    loss_dice=self.loss_weights['dice'] * dice_l[rows, best].mean(),
+                    loss_iou=self.loss_weights['iou'] * F.mse_loss(iou_pred[rows, best], true_iou))
+
+
+def _ours_name(ref_name: str) -> str:
+    """The parameter of ours that a reference parameter copies."""
+    if ref_name.startswith('image_encoder.neck.'):
+        return 'neck.layers.' + ref_name[len('image_encoder.neck.'):]
+    if ref_name.startswith('image_encoder.'):
+        rest = ref_name[len('image_encoder.'):]
+        rest = re.sub(r'^blocks\.(\d+)\.mlp\.adapter\.', r'blocks.\1.adapter.', rest)
+        rest = re.sub(r'^blocks\.(\d+)\.mlp\.mlp\.', r'blocks.\1.mlp.', rest)
+        return 'backbone.' + rest
+    return 'decode_head.' + ref_name
+
+
+def build_reference(ours) -> NaiveReference:
+    """segment_anything's modules with ours' weights (and adapters) copied in, fp32."""
+    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder,
+                                           TwoWayTransformer)
+
+    from mmsamptx.models.adapters import ParallelAdapter, ParallelTextAdapter
+    bb, head = ours.backbone, ours.decode_head
+    blocks = bb.blocks
+    if bb.out_indices != [bb.depth - 1]:
+        raise ValueError('the reference reads the last block only (backbone.out_indices=(-1,))')
+    if head.text_injection == 'decoder':
+        raise ValueError("segment_anything's MaskDecoder has no extra output token: "
+                         "text_injection='decoder' has no naive reference")
+    attn = blocks[0].attn
+    encoder = ImageEncoderViT(
+        img_size=bb.img_size, patch_size=bb.patch_size, in_chans=bb.in_channels,
+        embed_dim=bb.embed_dims, depth=bb.depth, num_heads=attn.num_heads,
+        mlp_ratio=blocks[0].mlp.lin1.out_features / bb.embed_dims,
+        out_chans=ours.neck.layers[0].out_channels, qkv_bias=attn.qkv.bias is not None,
+        norm_layer=functools.partial(nn.LayerNorm, eps=1e-6), act_layer=nn.GELU,
+        use_abs_pos=True, use_rel_pos=attn.use_rel_pos,
+        window_size=next((b.window_size for b in blocks if b.window_size > 0), 0),
+        global_attn_indexes=tuple(i for i, b in enumerate(blocks) if b.window_size == 0))
+    for i, blk in enumerate(blocks):
+        ad = blk.adapter
+        if ad is None:
+            continue
+        if type(ad) not in (ParallelAdapter, ParallelTextAdapter) or not isinstance(ad.act, nn.GELU):
+            raise ValueError(f'block {i}: no naive reference for adapter {type(ad).__name__}')
+        naive = NaiveAdapter(bb.embed_dims, ad.down.out_features, ad.scale,
+                             getattr(ad, 'text_dims', None))
+        encoder.blocks[i].mlp = MLPWithAdapter(encoder.blocks[i].mlp, naive)
+    pe = head.prompt_encoder
+    prompt_encoder = PromptEncoder(
+        embed_dim=pe.embed_dim, image_embedding_size=tuple(pe.image_embedding_size),
+        input_image_size=tuple(pe.input_image_size),
+        mask_in_chans=pe.mask_downscaling[3].out_channels)
+    md = head.mask_decoder
+    mask_decoder = MaskDecoder(
+        transformer_dim=md.transformer_dim,
+        transformer=TwoWayTransformer(depth=len(md.transformer.layers),
+                                      embedding_dim=md.transformer.embedding_dim,
+                                      mlp_dim=md.transformer.layers[0].mlp.lin1.out_features,
+                                      num_heads=md.transformer.num_heads),
+        num_multimask_outputs=md.num_multimask_outputs,
+        iou_head_depth=md.iou_prediction_head.num_layers,
+        iou_head_hidden_dim=md.iou_prediction_head.layers[0].out_features)
+    text_proj = None
+    if head.text_proj is not None:
+        text_proj = nn.Linear(head.text_proj.in_features, head.text_proj.out_features)
+    ref = NaiveReference(encoder, prompt_encoder, mask_decoder, text_proj, head.multimask_output,
+                         head.mask_loss, head.loss_weights)
+    own = dict(ours.named_parameters())
+    own.update(ours.named_buffers())
+    used = set()
+    with torch.no_grad():
+        for name, t in list(ref.named_parameters()) + list(ref.named_buffers()):
+            src = own.get(_ours_name(name))
+            if src is None or src.shape != t.shape:
+                raise ValueError(f'reference {name}: no counterpart {_ours_name(name)!r} of the '
+                                 f'same shape in ours')
+            t.copy_(src.detach().float().cpu())
+            if isinstance(t, nn.Parameter):
+                t.requires_grad = src.requires_grad
+            used.add(_ours_name(name))
+    missed = [k for k in own if k.startswith(('backbone.', 'neck.', 'decode_head.')) and k not in used]
+    if missed:
+        raise ValueError(f'ours has {len(missed)} parameter(s) the reference lacks, first {missed[0]!r}')
+    return ref.to(next(ours.parameters()).device)
+
+
+# ------------------------------------------------------------------------------ inputs
+def make_inputs(args, device, img_size, num_classes, batch=None):
+    """Images, ground truths with exactly K classes each (vertical stripes, an ignored top band)."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    batch = batch or args.batch
+    k = args.classes_per_image
+    if k > num_classes:
+        raise SystemExit(f'--classes-per-image {k} exceeds the model\'s {num_classes} classes')
+    if k > img_size:
+        raise SystemExit('--classes-per-image exceeds the image width')
+    g = torch.Generator().manual_seed(args.seed + 1)
+    images = torch.randn(batch, 3, img_size, img_size, generator=g)
+    samples, classes, points = [], [], []
+    edges = torch.linspace(0, img_size, k + 1).long().tolist()
+    for b in range(batch):
+        cls = torch.randperm(num_classes, generator=g)[:k].tolist()
+        gt = torch.empty(img_size, img_size, dtype=torch.long)
+        pts = []
+        for j, c in enumerate(cls):
+            gt[:, edges[j]:edges[j + 1]] = c
+            x = (edges[j] + edges[j + 1] - 1) / 2
+            pts.append([float(int(x)), float(img_size * 3 // 4)])
+        gt[:max(1, img_size // 16)] = 255  # an ignored band: exercises ignore_index
+        ds = SegDataSample(metainfo=dict(ori_shape=(img_size, img_size), img_shape=(img_size, img_size),
+                                         img_path=f'bench_{b}.png'))
+        ds.gt_sem_seg = PixelData(data=gt[None].to(device))
+        samples.append(ds)
+        classes.append(torch.tensor(cls))
+        points.append(torch.tensor(pts)[:, None, :])  # (K, 1, 2): one positive point per class
+    return images.to(device), samples, classes, points
+
+
+def naive_training_samples(samples, k, generator, ignore_index=255):
+    """The reference's own (image, class, point) draw, written plainly."""
+    picks = []
+    for b, ds in enumerate(samples):
+        gt = ds.gt_sem_seg.data[0]
+        present = [c for c in gt.unique().tolist() if c != ignore_index]
+        order = torch.randperm(len(present), generator=generator)[:k].tolist()
+        for i in order:
+            c = present[i]
+            ys, xs = torch.nonzero(gt == c, as_tuple=True)
+            j = torch.randint(ys.numel(), (1,), generator=generator).item()
+            target = (gt == c).long()
+            target[gt == ignore_index] = ignore_index
+            picks.append((b, c, torch.tensor([[[float(xs[j]), float(ys[j])]]], device=gt.device),
+                          target))
+    return picks
+
+
+# ---------------------------------------------------------------------- the two sides
+def ours_encode_decode(model, images, b, cls, pts, text_embeds, class_batch=True):
+    """Ours' mask logits and IoUs of image b's class samples (cls, pts (M, N, 2))."""
+    if not class_batch:
+        outs = [ours_encode_decode(model, images, b, cls[i:i + 1], pts[i:i + 1], text_embeds)
+                for i in range(len(cls))]
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+    text = text_embeds[cls] if text_embeds is not None else None
+    img_index = torch.zeros(len(cls), dtype=torch.long, device=images.device)
+    emb = model.encode_samples(images[b:b + 1], img_index, text)
+    return model.decode_head(emb, pts, None, None, text)
+
+
+def ref_encode_decode(ref, images, b, cls, pts, text_embeds):
+    outs = [ref.forward_sample(images[b:b + 1],
+                               text_embeds[c:c + 1] if text_embeds is not None else None, pts[i:i + 1])
+            for i, c in enumerate(cls.tolist())]
+    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+
+def select_and_resize(logits, iou, size):
+    """SAM's returned mask (highest predicted IoU) at the input size."""
+    best = iou.argmax(dim=1)
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    return F.interpolate(logits[rows, best][:, None], size=size, mode='bilinear',
+                         align_corners=False)[:, 0], iou[rows, best]
+
+
+class Sides:
+    """Ours and the reference on shared inputs, with their step and inference callables."""
+
+    def __init__(self, args, cfg, device, which=('ours', 'ref')):
+        self.args, self.device = args, device
+        ours = build_ours(cfg, args, device, args.img_size)
+        self.class_names = ours.class_names
+        self.embeds = ours.class_embeddings()
+        self.ref = build_reference(ours) if 'ref' in which else None
+        self.ours = ours if 'ours' in which else None
+        if 'ours' not in which:
+            del ours
+        self.images, self.samples, self.classes, self.points = make_inputs(
+            args, device, args.img_size, len(self.class_names))
+        self.ref_embeds = None if self.embeds is None else self.embeds.float().clone()
+        self.ref_rng = torch.Generator().manual_seed(args.seed + 2)
+        self.opt = {}
+
+    def _optimizer(self, side, model):
+        if side not in self.opt:
+            params = [p for p in model.parameters() if p.requires_grad]
+            self.opt[side] = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+        return self.opt[side]
+
+    # training ------------------------------------------------------------------------
+    def ours_train_step(self):
+        model = self.ours
+        model.train()
+        opt = self._optimizer('ours', model)
+        losses = model.loss(self.images, self.samples) if self.args.class_batch else \
+            self._ours_loss_one_by_one()
+        sum(losses.values()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def _ours_loss_one_by_one(self):
+        """--no-class-batch: ours' losses over the same samples, one encoder pass each."""
+        model = self.ours
+        picks = naive_training_samples(self.samples, self.args.classes_per_image, self.ref_rng)
+        out = [ours_encode_decode(model, self.images, b, torch.tensor([c], device=self.device), p,
+                                  self.embeds) for b, c, p, _ in picks]
+        return model.decode_head.loss(torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out]),
+                                      torch.stack([t for *_, t in picks]), model.ignore_index)
+
+    def ref_train_step(self):
+        ref = self.ref
+        ref.train()
+        opt = self._optimizer('ref', ref)
+        picks = naive_training_samples(self.samples, self.args.classes_per_image, self.ref_rng)
+        logits, ious = [], []
+        for b, c, pts, _ in picks:
+            text = self.ref_embeds[c:c + 1] if self.ref_embeds is not None else None
+            lg, io = ref.forward_sample(self.images[b:b + 1], text, pts)
+            logits.append(lg)
+            ious.append(io)
+        losses = ref.loss(torch.cat(logits), torch.cat(ious), torch.stack([t for *_, t in picks]))
+        sum(losses.values()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    # inference -----------------------------------------------------------------------
+    def _prompts(self, b, single):
+        cls, pts = self.classes[b].to(self.device), self.points[b].to(self.device)
+        return (cls[:1], pts[:1]) if single else (cls, pts)
+
+    @torch.no_grad()
+    def ours_infer(self, single=False):
+        self.ours.eval()
+        size = self.images.shape[-2:]
+        nb = 1 if single else self.images.shape[0]
+        return [select_and_resize(*ours_encode_decode(self.ours, self.images, b,
+                                                      *self._prompts(b, single), self.embeds,
+                                                      self.args.class_batch), size)
+                for b in range(nb)]
+
+    @torch.no_grad()
+    def ref_infer(self, single=False):
+        self.ref.eval()
+        size = self.images.shape[-2:]
+        nb = 1 if single else self.images.shape[0]
+        return [select_and_resize(*ref_encode_decode(self.ref, self.images, b,
+                                                     *self._prompts(b, single), self.ref_embeds),
+                                  size)
+                for b in range(nb)]
+
+
+# ------------------------------------------------------------------------ equivalence
+@contextlib.contextmanager
+def fp32_trunk(model):
+    """Ours with its fast paths but the trunk in float32 (autocast off)."""
+    saved = model.backbone.autocast_dtype
+    model.backbone.autocast_dtype = None
+    try:
+        yield
+    finally:
+        model.backbone.autocast_dtype = saved
+
+
+def check_equivalence(sides, args):
+    """Assert in fp32 that ours and the reference give the same masks and losses on one input."""
+    ours, ref, dev = sides.ours, sides.ref, sides.device
+    m = min(2, args.classes_per_image)
+    cls, pts = sides.classes[0][:m].to(dev), sides.points[0][:m].to(dev)
+    ours.eval()
+    ref.eval()
+    with torch.no_grad():
+        with fp32_trunk(ours):
+            o_logits, o_iou = ours_encode_decode(ours, sides.images, 0, cls, pts, sides.embeds)
+        r_logits, r_iou = ref_encode_decode(ref, sides.images, 0, cls, pts, sides.ref_embeds)
+        scale = r_logits.abs().max().item()
+        diff = (o_logits.float() - r_logits).abs().max().item()
+        iou_diff = (o_iou.float() - r_iou).abs().max().item()
+        agree = ((o_logits > 0) == (r_logits > 0)).float().mean().item()
+        gt = sides.samples[0].gt_sem_seg.data[0]
+        targets = torch.stack([((gt == c).long().masked_fill(gt == 255, 255)) for c in cls.tolist()])
+        o_loss = ours.decode_head.loss(o_logits, o_iou, targets, ours.ignore_index)
+        r_loss = ref.loss(r_logits, r_iou, targets)
+        loss_diff = max(abs(o_loss[k].item() - r_loss[k].item()) / max(abs(r_loss[k].item()), 1e-6)
+                        for k in r_loss)
+        fast = {}
+        if args.autocast_dtype is not None:
+            b_logits, _ = ours_encode_decode(ours, sides.images, 0, cls, pts, sides.embeds)
+            fast = dict(fast_dtype=args.autocast_dtype,
+                        fast_rel_logit_diff=(b_logits.float() - r_logits).abs().max().item() / scale,
+                        fast_mask_agreement=((b_logits > 0) == (r_logits > 0)).float().mean().item())
+    result = dict(samples=m, rel_logit_diff=diff / max(scale, 1e-12), max_abs_logit=scale,
+                  max_iou_diff=iou_diff, mask_agreement=agree, max_rel_loss_diff=loss_diff,
+                  tolerance=args.check_tol, **fast)
+    ok = (result['rel_logit_diff'] <= args.check_tol and iou_diff <= args.check_tol * 10
+          and loss_diff <= args.check_tol * 10)
+    result['passed'] = bool(ok)
+    if not ok:
+        raise AssertionError(f'ours and the reference do not compute the same thing: {result}')
+    return result
+
+
+# ---------------------------------------------------------------------------- timing
+def interleaved(fns, warmup, repeats, device, log=None):
+    """Wall and process-CPU seconds per call of each fn: warm-ups first, then repeats
+    alternating the order (ours, ref, ref, ours, ...) so that drifting load hits both."""
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    wall = {n: [] for n in names}
+    cpu = {n: [] for n in names}
+    for r in range(repeats):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            gc.collect()
+            sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            fns[n]()
+            sync(device)
+            wall[n].append(time.perf_counter() - t0)
+            cpu[n].append(time.process_time() - c0)
+            if log:
+                log(f'  {n} repeat {r + 1}/{repeats}: {wall[n][-1]:.3f} s wall, '
+                    f'{cpu[n][-1]:.3f} s CPU, load {load_average()}')
+    return dict(wall=wall, cpu=cpu)
+
+
+def ratio_of(ours, reference, unit):
+    """The ratio of a row: above 1 means ours is better, whatever the unit."""
+    if not ours or not reference:
+        return None
+    return ours / reference if unit in HIGHER_IS_BETTER_UNITS else reference / ours
+
+
+def make_row(name, ours, reference, unit, samples=None, note=None, cpu=None):
+    """One result row; ``cpu`` = (ours, reference) in the same unit computed from process CPU time."""
+    higher = unit in HIGHER_IS_BETTER_UNITS
+    row = dict(name=name, ours=ours, reference=reference, unit=unit,
+               ratio=ratio_of(ours, reference, unit), better='higher' if higher else 'lower')
+    if cpu is not None:
+        row.update(ours_cpu=cpu[0], reference_cpu=cpu[1], cpu_ratio=ratio_of(cpu[0], cpu[1], unit))
+    if samples:
+        row['samples'] = samples
+    if note:
+        row['note'] = note
+    return row
+
+
+def timed_row(name, t, unit, per, note=None, sides=('ours', 'ref')):
+    """A row from :func:`interleaved` times: ``per`` turns seconds into the unit
+    (e.g. images per step for images/s, images for s/image)."""
+    o, r = sides
+
+    def value(seconds):
+        return per / seconds if unit in HIGHER_IS_BETTER_UNITS else seconds / per
+
+    med = {k: {n: statistics.median(v) for n, v in t[k].items()} for k in t}
+    cpu = None
+    if any(t['cpu'][o]):
+        cpu = (value(med['cpu'][o]), value(med['cpu'][r]))
+    samples = dict(ours_wall_s=t['wall'][o], reference_wall_s=t['wall'][r],
+                   ours_cpu_s=t['cpu'][o], reference_cpu_s=t['cpu'][r])
+    return make_row(name, value(med['wall'][o]), value(med['wall'][r]), unit, samples, note, cpu)
+
+
+# ----------------------------------------------------------------------------- memory
+def _proc_status_mib(key):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f'{key} not in /proc/self/status')
+
+
+def _release_free_memory():
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def measure_peak(fn, device):
+    """MiB above the memory in use before fn: CUDA allocator peak, or CPU peak RSS growth."""
+    _release_free_memory()
+    if device.type == 'cuda':
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / MIB
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets VmHWM to the current VmRSS (Linux >= 4.0)
+    base = _proc_status_mib('VmRSS')
+    fn()
+    return _proc_status_mib('VmHWM') - base
+
+
+def run_worker(args, cfg, device):
+    """Subprocess: build one side only, measure one step's peak memory, print it as JSON."""
+    row, side = args.worker.split(':')
+    sides = Sides(args, cfg, device, which=(side,))
+    fn = {('train_memory', 'ours'): sides.ours_train_step,
+          ('train_memory', 'ref'): sides.ref_train_step,
+          ('infer_memory', 'ours'): sides.ours_infer,
+          ('infer_memory', 'ref'): sides.ref_infer}[(row, side)]
+    peak = measure_peak(fn, device)
+    print(json.dumps(dict(row=row, side=side, peak_mib=peak)))
+
+
+def memory_in_subprocesses(args, row, log):
+    """Median peak MiB of ours and the reference, each side in fresh subprocesses, alternating."""
+    base = [a for a in args.argv if a]
+    # drop options the worker must not act on
+    clean, skip = [], False
+    for a in base:
+        if skip:
+            skip = False
+            continue
+        if a in ('--json', '--rows', '--worker'):
+            skip = True
+            continue
+        if a.startswith(('--json=', '--rows=', '--worker=')):
+            continue
+        clean.append(a)
+    peaks = {'ours': [], 'ref': []}
+    for r in range(args.memory_repeats):
+        for side in (('ref', 'ours') if r % 2 == 0 else ('ours', 'ref')):
+            cmd = [sys.executable, osp.abspath(__file__), *clean, '--worker', f'{row}:{side}']
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            if proc.returncode != 0:
+                raise RuntimeError(f'memory worker {row}:{side} failed:\n{proc.stderr[-3000:]}')
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            peaks[side].append(out['peak_mib'])
+            log(f'  {side} peak: {out["peak_mib"]:.1f} MiB')
+    return statistics.median(peaks['ours']), statistics.median(peaks['ref']), peaks
+
+
+# --------------------------------------------------------------------------- text150
+def text150_row(args, cfg, device, log):
+    """Text-only inference over the vocabulary: shared early blocks (text in last k) vs text in all."""
+    from mmsamptx.models.backbones.sam_image_encoder import resolve_arch
+    adapter = cfg.model.backbone.get('adapter_cfg')
+    from mmseg.registry import MODELS
+    if adapter is None or not getattr(MODELS.get(adapter['type']), 'conditioned', False):
+        return None, 'text150 left out: the config has no text-conditioned adapter'
+    depth = resolve_arch(cfg.model.backbone.get('arch', 'vit_b'))['depth']
+    k = min(args.shared_k, depth - 1)
+    size = args.text_img_size or args.img_size
+    names = None
+    from mmsamptx.models.segmentors.class_prompted_sam import resolve_class_names
+    if len(resolve_class_names(cfg.model.class_names)) != args.text_classes:
+        names = [f'class {i}' for i in range(args.text_classes)]
+    shared = build_ours(cfg, args, device, size, adapter_blocks=list(range(depth - k, depth)),
+                        class_names=names, test_mode='text').eval()
+    full = build_ours(cfg, args, device, size, adapter_blocks=None, class_names=names,
+                      test_mode='text').eval()
+    assert shared.backbone.first_conditioned_block == depth - k
+    assert full.backbone.first_conditioned_block == 0
+    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(args.seed + 3))
+    image = image.to(device)
+
+    def run(model):
+        with torch.no_grad():
+            model.predict(image)
+
+    times = interleaved(dict(shared=lambda: run(shared), full=lambda: run(full)),
+                        args.warmup, args.repeats, device, log)
+    chunk = shared.test_cfg['class_chunk']
+    name = (f'text-only inference, {args.text_classes} classes: shared early blocks '
+            f'(text in last {k} of {depth}) vs text in all blocks')
+    note = (f'both ours, {size}x{size} input, class_chunk={chunk}; "reference" = text in every block')
+    return timed_row(name, times, 's/image', 1, note, sides=('shared', 'full')), None
+
+
+# ----------------------------------------------------------------------------- cache
+def cache_row(args, cfg, device, log):
+    """Decoder-only training epoch: the segmentor's image-embedding cache (filled by an earlier
+    epoch) against re-encoding every image. Both ours; returns (row, None) or (None, note)."""
+    import inspect
+
+    from mmsamptx.models.segmentors.class_prompted_sam import ClassPromptedSAM
+    if 'embedding_cache' not in inspect.signature(ClassPromptedSAM.__init__).parameters:
+        return None, 'cache row left out: ClassPromptedSAM has no embedding_cache in this tree'
+    models = {}
+    for name, cache in (('cached', dict(type='memory')), ('encode', None)):
+        m = build_ours(cfg, args, device, args.img_size, adapter_blocks='none', embedding_cache=cache)
+        if m.embedding_cache is None and cache is not None:
+            return None, 'cache row left out: the decoder-only model built no embedding cache'
+        models[name] = m.train()
+    n_steps = args.cache_steps
+    images, samples, _, _ = make_inputs(args, device, args.img_size, len(models['encode'].class_names),
+                                        batch=args.batch * n_steps)
+    opts = {n: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
+            for n, m in models.items()}
+
+    def epoch(name):
+        model, opt = models[name], opts[name]
+        for s in range(n_steps):
+            sl = slice(s * args.batch, (s + 1) * args.batch)
+            losses = model.loss(images[sl], samples[sl])
+            sum(losses.values()).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    log('  filling the cache (an untimed first epoch) ...')
+    epoch('cached')
+    cache = models['cached'].embedding_cache
+    filled = (cache.hits, cache.misses) if hasattr(cache, 'hits') else None
+    times = interleaved(dict(cached=lambda: epoch('cached'), encode=lambda: epoch('encode')),
+                        args.warmup, args.repeats, device, log)
+    hits = (cache.hits, cache.misses) if hasattr(cache, 'hits') else None
+    n = args.batch * n_steps
+    name = f'decoder-only epoch of {n} images: embedding cache vs re-encoding'
+    note = (f'both ours (no adapters, frozen encoder), {n_steps} step(s) of batch {args.batch}, '
+            f'K={args.classes_per_image}; the cache was filled by one earlier epoch'
+            + (f'; cache hits/misses after filling {filled}, at the end {hits}' if hits else ''))
+    return timed_row(name, times, 's/epoch', 1, note, sides=('cached', 'encode')), None
+
+
+# ------------------------------------------------------------------------------- main
+def print_table(rows):
+    """The rows as a table; 'ratio' from wall time (or memory), 'CPU ratio' from process CPU time."""
+    head = (f'{"row":<64} {"ours":>11} {"reference":>11}  {"unit":<9} {"ratio":>6} '
+            f'{"CPU ratio":>9}')
+    print(head)
+    print('-' * len(head))
+
+    def fmt(v, width, spec):
+        return f'{v:{width}{spec}}' if v is not None else f'{"-":>{width}}'
+
+    for r in rows:
+        print(f'{r["name"][:64]:<64} {fmt(r["ours"], 11, ".4g")} {fmt(r["reference"], 11, ".4g")}  '
+              f'{r["unit"]:<9} {fmt(r["ratio"], 6, ".2f")} {fmt(r.get("cpu_ratio"), 9, ".2f")}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device here')
+    args.autocast_dtype = resolve_dtype(args, device)
+    cfg = load_config(args)
+    if args.worker:
+        run_worker(args, cfg, device)
+        return 0
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = load_average()
+    result = dict(device=describe_device(device), rows=[], notes=[],
+                  config=osp.relpath(osp.abspath(args.config), REPO),
+                  arch=args.arch or cfg.model.backbone.get('arch', 'vit_b'),
+                  img_size=args.img_size, batch=args.batch,
+                  classes_per_image=args.classes_per_image,
+                  ours_trunk_dtype=args.autocast_dtype or 'float32', reference_dtype='float32',
+                  fast_paths=dict(fused_attn=args.fused_attn, with_cp=args.with_cp,
+                                  class_batch=args.class_batch,
+                                  autocast=args.autocast_dtype or 'off'),
+                  warmup=args.warmup, repeats=args.repeats,
+                  command='python tools/benchmark.py ' + ' '.join(args.argv),
+                  date=started.isoformat(timespec='seconds'), load_average_before=load_before,
+                  memory_method=('torch.cuda.max_memory_allocated above the allocation before the step'
+                                 if device.type == 'cuda' else
+                                 'growth of peak RSS (VmHWM reset via /proc/self/clear_refs) above '
+                                 'the RSS before the step'),
+                  memory_isolation='each side in its own fresh subprocess')
+    rows = args.rows
+    # The equivalence check always runs, whatever rows are asked for.
+    log('building ours and the reference ...')
+    sides = Sides(args, cfg, device)
+    log('checking that ours (fp32 trunk) and the reference give the same masks and losses ...')
+    result['equivalence'] = check_equivalence(sides, args)
+    log(f'  equivalence: {result["equivalence"]}')
+    k = args.classes_per_image
+    if 'train' in rows:
+        log('training step ...')
+        t = interleaved(dict(ours=sides.ours_train_step, ref=sides.ref_train_step),
+                        args.warmup, args.repeats, device, log)
+        result['rows'].append(timed_row(f'training step (batch {args.batch}, K={k} classes/image)',
+                                        t, 'images/s', args.batch))
+    if 'infer_image' in rows:
+        log('inference per image ...')
+        t = interleaved(dict(ours=sides.ours_infer, ref=sides.ref_infer),
+                        args.warmup, args.repeats, device, log)
+        result['rows'].append(timed_row(f'inference per image ({k} class prompts, 1 point each)',
+                                        t, 's/image', args.batch))
+    if 'infer_prompt' in rows:
+        log('inference per prompt ...')
+        t = interleaved(dict(ours=lambda: sides.ours_infer(single=True),
+                             ref=lambda: sides.ref_infer(single=True)),
+                        args.warmup, args.repeats, device, log)
+        result['rows'].append(timed_row('inference per prompt (one image, one class + point, alone)',
+                                        t, 's/prompt', 1))
+    del sides
+    _release_free_memory()
+    for row, label in (
+            ('train_memory', f'training step peak memory (batch {args.batch}, K={k})'),
+            ('infer_memory', f'inference peak memory ({args.batch} image(s), {k} class prompts each)')):
+        if row not in rows:
+            continue
+        log(f'{row} (fresh subprocess per side) ...')
+        ours_mib, ref_mib, peaks = memory_in_subprocesses(args, row, log)
+        result['rows'].append(make_row(label, ours_mib, ref_mib, 'MiB',
+                                       dict(ours_mib=peaks['ours'], reference_mib=peaks['ref'])))
+    if 'text150' in rows:
+        log('text-only inference over the vocabulary ...')
+        row, note = text150_row(args, cfg, device, log)
+        if row is not None:
+            result['rows'].append(row)
+        else:
+            result['notes'].append(note)
+    if 'cache' in rows:
+        log('decoder-only epoch with and without the embedding cache ...')
+        row, note = cache_row(args, cfg, device, log)
+        if row is not None:
+            result['rows'].append(row)
+        else:
+            result['notes'].append(note)
+    result['load_average_after'] = load_average()
+    result['seconds'] = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
+    print_table(result['rows'])
+    for note in result['notes']:
+        print(f'note: {note}')
+    eq = result['equivalence']
+    print(f'equivalence (fp32): rel. logit diff {eq["rel_logit_diff"]:.2e}, mask agreement '
+          f'{eq["mask_agreement"]:.4f}, rel. loss diff {eq["max_rel_loss_diff"]:.2e}; '
+          f'device: {result["device"]}; load {load_before} -> {result["load_average_after"]}')
+    if args.json:
+        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f'wrote {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
