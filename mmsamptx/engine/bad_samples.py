@@ -40,6 +40,7 @@ Config::
 
 or ``tools/train.py CONFIG --bad-data skip`` (see :func:`configure_bad_data`).
 """
+import logging
 import multiprocessing
 import os.path as osp
 
@@ -216,7 +217,7 @@ class SkipBadSamples:
             return
         self._warned.add(key)
         print_log(f'SkipBadSamples: skipped {report}; using the next sample instead.',
-                  logger='current', level=30)
+                  logger='current', level=logging.WARNING)
 
 
 def _find_wrappers(dataset, seen=None):
