@@ -27,9 +27,13 @@ by side (interleaved) on the same inputs:
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the allocation
 before the step; on CPU the growth of the process's peak resident set size
-(VmHWM, reset through /proc/self/clear_refs) above its resident size just
-before the step. Each side is measured in a fresh subprocess that holds only
-its own model, so neither side inherits the other's allocator state.
+(VmHWM, reset through /proc/self/clear_refs after ``malloc_trim``) above its
+resident size just before the step: what the machine must really have, glibc's
+heap included. With ``--tensor-memory`` (default) the CPU rows also give
+torch.profiler's tensor-allocation peak (the CPU counterpart of
+``max_memory_allocated``), measured in another fresh subprocess. Each side is
+measured in its own fresh subprocess that holds only its own model, so
+neither inherits the other's allocator state; the order alternates.
 
 A ratio above 1 always means ours is better: throughput ours / reference,
 time and memory reference / ours. Weights are random (no network); SAM's
@@ -92,8 +96,11 @@ def parse_args(argv=None):
                         help="autocast dtype of ours' frozen trunk; 'auto': bfloat16 where the device "
                              'runs it natively (CUDA with bf16, CPU with AVX512-BF16/AMX), else float32. '
                              'The reference is always float32.')
-    parser.add_argument('--fused-attn', action=argparse.BooleanOptionalAction, default=True,
-                        help='ours: scaled_dot_product_attention instead of explicit softmax attention')
+    parser.add_argument('--fused-attn', default='auto', choices=('auto', 'on', 'off'),
+                        help="ours: attention through scaled_dot_product_attention ('on') or explicit "
+                             "softmax attention ('off'); 'auto': on for CUDA, off on the CPU, where "
+                             'SDPA with SAM\'s relative-position bias as a float mask measured slower '
+                             'and heavier (docs/benchmarks.md)')
     parser.add_argument('--with-cp', action=argparse.BooleanOptionalAction, default=True,
                         help='ours: non-reentrant activation checkpointing of every encoder block')
     parser.add_argument('--class-batch', action=argparse.BooleanOptionalAction, default=True,
@@ -112,6 +119,9 @@ def parse_args(argv=None):
                         help="text150: classes per forward (default: the config's test_cfg.class_chunk)")
     parser.add_argument('--cache-steps', type=int, default=2,
                         help='cache: training steps (of --batch images) per decoder-only epoch')
+    parser.add_argument('--tensor-memory', action=argparse.BooleanOptionalAction, default=True,
+                        help='CPU: also measure the torch.profiler tensor-allocation peak of each side '
+                             '(one more fresh subprocess per side)')
     parser.add_argument('--memory-repeats', type=int, default=1,
                         help='fresh subprocesses per side for each memory row (median reported)')
     parser.add_argument('--check-tol', type=float, default=1e-3,
@@ -154,6 +164,13 @@ def bf16_is_native(device) -> bool:
         except (AttributeError, RuntimeError):
             return False
     return False
+
+
+def resolve_fused(args, device) -> bool:
+    """Whether ours computes attention with SDPA (see ``--fused-attn``)."""
+    if args.fused_attn == 'auto':
+        return device.type == 'cuda'
+    return args.fused_attn == 'on'
 
 
 def resolve_dtype(args, device):
@@ -248,7 +265,7 @@ def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names
     bb.img_size = img_size
     bb.checkpoint = None
     bb.init_cfg = None
-    bb.fused_attn = args.fused_attn if fast else False
+    bb.fused_attn = args.fused if fast else False
     bb.with_cp = args.with_cp if fast else False
     bb.autocast_dtype = args.autocast_dtype if fast else None
     if adapter_blocks == 'none':
@@ -751,6 +768,27 @@ def _release_free_memory():
         pass
 
 
+def profiled_tensor_peak(fn):
+    """Peak MiB of tensor memory allocated during fn above what was allocated before it,
+    from torch.profiler's memory events (the CPU counterpart of max_memory_allocated)."""
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'trace.json')
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            trace = json.load(f)
+    events = trace['traceEvents'] if isinstance(trace, dict) else trace
+    mem = sorted((e for e in events if e.get('name') == '[memory]'), key=lambda e: e['ts'])
+    if not mem:
+        return 0.0
+    # "Total Allocated" counts from the profiler's start, so it is already a growth
+    return max(0.0, max(e['args']['Total Allocated'] for e in mem)) / MIB
+
+
 def measure_peak(fn, device):
     """MiB above the memory in use before fn: CUDA allocator peak, or CPU peak RSS growth."""
     _release_free_memory()
@@ -769,18 +807,25 @@ def measure_peak(fn, device):
 
 
 def run_worker(args, cfg, device):
-    """Subprocess: build one side only, measure one step's peak memory, print it as JSON."""
-    row, side = args.worker.split(':')
+    """Subprocess: build one side only, measure one step's peak memory, print it as JSON.
+
+    ``<row>:<side>`` measures the primary peak (CUDA allocator or CPU RSS growth);
+    ``<row>:<side>:tensors`` the profiler's tensor-allocation peak (CPU).
+    """
+    row, side, *kind = args.worker.split(':')
     sides = Sides(args, cfg, device, which=(side,))
     fn = {('train_memory', 'ours'): sides.ours_train_step,
           ('train_memory', 'ref'): sides.ref_train_step,
           ('infer_memory', 'ours'): sides.ours_infer,
           ('infer_memory', 'ref'): sides.ref_infer}[(row, side)]
-    peak = measure_peak(fn, device)
-    print(json.dumps(dict(row=row, side=side, peak_mib=peak)))
+    if kind == ['tensors']:
+        peak = profiled_tensor_peak(fn)
+    else:
+        peak = measure_peak(fn, device)
+    print(json.dumps(dict(row=row, side=side, kind=kind[0] if kind else 'primary', peak_mib=peak)))
 
 
-def memory_in_subprocesses(args, row, log):
+def memory_in_subprocesses(args, row, log, kind=''):
     """Median peak MiB of ours and the reference, each side in fresh subprocesses, alternating."""
     base = [a for a in args.argv if a]
     # drop options the worker must not act on
@@ -798,13 +843,13 @@ def memory_in_subprocesses(args, row, log):
     peaks = {'ours': [], 'ref': []}
     for r in range(args.memory_repeats):
         for side in (('ref', 'ours') if r % 2 == 0 else ('ours', 'ref')):
-            cmd = [sys.executable, osp.abspath(__file__), *clean, '--worker', f'{row}:{side}']
+            cmd = [sys.executable, osp.abspath(__file__), *clean, '--worker', f'{row}:{side}{kind}']
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
             if proc.returncode != 0:
                 raise RuntimeError(f'memory worker {row}:{side} failed:\n{proc.stderr[-3000:]}')
             out = json.loads(proc.stdout.strip().splitlines()[-1])
             peaks[side].append(out['peak_mib'])
-            log(f'  {side} peak: {out["peak_mib"]:.1f} MiB')
+            log(f'  {side} peak{kind}: {out["peak_mib"]:.1f} MiB')
     return statistics.median(peaks['ours']), statistics.median(peaks['ref']), peaks
 
 
@@ -914,6 +959,7 @@ def main(argv=None):
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device here')
     args.autocast_dtype = resolve_dtype(args, device)
+    args.fused = resolve_fused(args, device)
     cfg = load_config(args)
     if args.worker:
         run_worker(args, cfg, device)
@@ -930,7 +976,7 @@ def main(argv=None):
                   img_size=args.img_size, batch=args.batch,
                   classes_per_image=args.classes_per_image,
                   ours_trunk_dtype=args.autocast_dtype or 'float32', reference_dtype='float32',
-                  fast_paths=dict(fused_attn=args.fused_attn, with_cp=args.with_cp,
+                  fast_paths=dict(fused_attn=args.fused, with_cp=args.with_cp,
                                   class_batch=args.class_batch,
                                   autocast=args.autocast_dtype or 'off'),
                   warmup=args.warmup, repeats=args.repeats,
@@ -977,8 +1023,18 @@ def main(argv=None):
             continue
         log(f'{row} (fresh subprocess per side) ...')
         ours_mib, ref_mib, peaks = memory_in_subprocesses(args, row, log)
-        result['rows'].append(make_row(label, ours_mib, ref_mib, 'MiB',
-                                       dict(ours_mib=peaks['ours'], reference_mib=peaks['ref'])))
+        samples = dict(ours_mib=peaks['ours'], reference_mib=peaks['ref'])
+        note = None
+        if device.type == 'cpu' and args.tensor_memory:
+            t_ours, t_ref, t_peaks = memory_in_subprocesses(args, row, log, ':tensors')
+            samples.update(ours_tensor_mib=t_peaks['ours'], reference_tensor_mib=t_peaks['ref'])
+            note = (f'torch.profiler tensor-allocation peak: ours {t_ours:.0f} MiB, reference '
+                    f'{t_ref:.0f} MiB (ratio {ratio_of(t_ours, t_ref, "MiB"):.2f})')
+        row_ = make_row(label, ours_mib, ref_mib, 'MiB', samples, note)
+        if device.type == 'cpu' and args.tensor_memory:
+            row_.update(ours_tensor_mib=t_ours, reference_tensor_mib=t_ref,
+                        tensor_ratio=ratio_of(t_ours, t_ref, 'MiB'))
+        result['rows'].append(row_)
     if 'text150' in rows:
         log('text-only inference over the vocabulary ...')
         row, note = text150_row(args, cfg, device, log)
