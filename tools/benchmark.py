@@ -951,8 +951,8 @@ def print_table(rows):
               f'{r["unit"]:<9} {fmt(r["ratio"], 6, ".2f")} {fmt(r.get("cpu_ratio"), 9, ".2f")}')
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def setup(args):
+    """Resolve the device-dependent options (threads, dtype, attention) and load the config."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -960,7 +960,12 @@ def main(argv=None):
         raise SystemExit('--device cuda: no CUDA device here')
     args.autocast_dtype = resolve_dtype(args, device)
     args.fused = resolve_fused(args, device)
-    cfg = load_config(args)
+    return device, load_config(args)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device, cfg = setup(args)
     if args.worker:
         run_worker(args, cfg, device)
         return 0

@@ -86,10 +86,9 @@ def test_rows_selector_and_ratio_rule_helper():
 def test_equivalence_check_catches_a_reference_that_differs():
     """The check is not vacuous: perturb one reference weight and it must refuse to measure."""
     tool = load_tool()
-    args = tool.parse_args(TINY + ['--classes-per-image', '2'])
-    args.autocast_dtype = None
-    cfg = tool.load_config(args)
-    sides = tool.Sides(args, cfg, torch.device('cpu'))
+    args = tool.parse_args(TINY + ['--classes-per-image', '2', '--dtype', 'float32'])
+    device, cfg = tool.setup(args)
+    sides = tool.Sides(args, cfg, device)
     assert tool.check_equivalence(sides, args)['passed']
     with torch.no_grad():
         sides.ref.image_encoder.blocks[1].mlp.adapter.up.weight.mul_(1.5)
