@@ -34,7 +34,8 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) tools/benchmark.py
+	$(PY) tools/benchmark.py --arch vit_b --img-size 512 --batch 1 --classes-per-image 4 \
+		--warmup 1 --repeats 3 --text-img-size 256 --json work_dirs/benchmark/bench.json
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache
