@@ -1,4 +1,5 @@
 """The embedded default job of ``make demo``: a generated task where text resolves point ambiguity."""
 from .ambiguous_shapes import AMBIGUOUS_CLASSES, make_ambiguous_shapes
+from .microscopy import make_microscopy
 
-__all__ = ['AMBIGUOUS_CLASSES', 'make_ambiguous_shapes']
+__all__ = ['AMBIGUOUS_CLASSES', 'make_ambiguous_shapes', 'make_microscopy']

@@ -63,6 +63,10 @@ class SAMImageEncoder(BaseModule):
         frozen: freeze SAM's own parameters (adapters attached later stay trainable).
         adapter_cfg: config of an adapter to attach beside the MLP of blocks (see
             :func:`mmsamptx.models.adapters.attach_adapters`); ``None`` for plain SAM.
+        prompt_cfg: config of visual prompt tokens joining the blocks' token
+            sequences, e.g. ``dict(type='EncoderPromptTokens', num_tokens=8,
+            depth='deep')`` (PTSAM); ``embed_dims`` and ``num_blocks`` are filled
+            in. Combines with ``adapter_cfg``. ``None`` for none.
         fused_attn: compute attention with ``scaled_dot_product_attention``.
         with_cp: non-reentrant activation checkpointing of each block in training.
         autocast_dtype: ``'bfloat16'`` (or ``'float16'``) runs the encoder under
@@ -75,7 +79,8 @@ class SAMImageEncoder(BaseModule):
     def __init__(self, arch: Union[str, dict] = 'vit_b', img_size: int = 1024,
                  patch_size: int = 16, in_channels: int = 3, window_size: Optional[int] = None,
                  mlp_ratio: float = 4.0, out_indices: Sequence[int] = (-1,), frozen: bool = True,
-                 adapter_cfg: Optional[dict] = None, fused_attn: bool = True,
+                 adapter_cfg: Optional[dict] = None, prompt_cfg: Optional[dict] = None,
+                 fused_attn: bool = True,
                  with_cp: bool = False, autocast_dtype: Optional[str] = None,
                  checkpoint: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -113,6 +118,14 @@ class SAMImageEncoder(BaseModule):
         if adapter_cfg is not None:
             from ..adapters import attach_adapters
             attach_adapters(self, adapter_cfg)
+        self.prompt_cfg = copy.deepcopy(prompt_cfg)
+        self.prompt_tokens: Optional[nn.Module] = None
+        if prompt_cfg is not None:
+            from ..adapters import EncoderPromptTokens  # noqa: F401  (registers the type)
+            cfg = copy.deepcopy(prompt_cfg)
+            cfg.setdefault('embed_dims', self.embed_dims)
+            cfg.setdefault('num_blocks', self.depth)
+            self.prompt_tokens = MODELS.build(cfg)
 
     def is_sam_key(self, key: str) -> bool:
         """Whether a state-dict key is one of SAM's (as opposed to an adapter's)."""
@@ -143,6 +156,11 @@ class SAMImageEncoder(BaseModule):
     def is_adapted(self) -> bool:
         """Whether any block carries an adapter (the encoder is then not plain SAM)."""
         return any(b.adapter is not None for b in self.blocks)
+
+    @property
+    def has_prompt_tokens(self) -> bool:
+        """Whether visual prompt tokens join the blocks' sequences (``prompt_cfg``)."""
+        return self.prompt_tokens is not None
 
     def init_weights(self) -> None:
         """Load SAM's encoder weights from ``checkpoint`` / a ``Pretrained`` init_cfg."""
@@ -181,19 +199,44 @@ class SAMImageEncoder(BaseModule):
 
     def run_blocks(self, x: torch.Tensor, text_embeds: Any = None, start: int = 0,
                    end: Optional[int] = None) -> Tuple[torch.Tensor, list]:
-        """Run blocks ``start:end`` on tokens x (B, h, w, C); returns x and the outputs at out_indices."""
+        """Run blocks ``start:end`` on tokens x (B, h, w, C); returns x and the outputs at out_indices.
+
+        Prompt tokens carried from blocks before ``start`` are not kept: to split
+        the blocks of an encoder with prompt tokens, use :meth:`run_prompted_blocks`.
+        """
+        x, _, outs = self.run_prompted_blocks(x, text_embeds, start, end)
+        return x, outs
+
+    def run_prompted_blocks(self, x: torch.Tensor, text_embeds: Any = None, start: int = 0,
+                            end: Optional[int] = None, prompts: Optional[torch.Tensor] = None
+                            ) -> Tuple[torch.Tensor, Optional[torch.Tensor], list]:
+        """Run blocks ``start:end`` with the prompt tokens of ``prompt_tokens``.
+
+        Args:
+            x: (B, h, w, C) tokens.
+            text_embeds: conditioning for the adapters, e.g. (B, D).
+            prompts: (B, P, C) prompt tokens put out by block ``start - 1``, or None.
+
+        Returns:
+            x (B, h, w, C), the prompt tokens put out by the last block run
+            ((B, P, C) or None) and the (B, C, h, w) outputs at ``out_indices``.
+        """
         outs = []
         end = self.depth if end is None else end
         with self.autocast(x.device.type):
             for i in range(start, end):
                 blk = self.blocks[i]
+                if self.prompt_tokens is not None:
+                    prompts = self.prompt_tokens(i, prompts, x.shape[0])
+                args = (x, text_embeds) if prompts is None else (x, text_embeds, prompts)
                 if self.with_cp and self.training and torch.is_grad_enabled():
-                    x = cp.checkpoint(blk, x, text_embeds, use_reentrant=False)
+                    out = cp.checkpoint(blk, *args, use_reentrant=False)
                 else:
-                    x = blk(x, text_embeds)
+                    out = blk(*args)
+                x, prompts = (out, None) if prompts is None else out
                 if i in self.out_indices:
                     outs.append(x.permute(0, 3, 1, 2).float().contiguous())
-        return x, outs
+        return x, prompts, outs
 
     def forward(self, x: torch.Tensor, text_embeds: Any = None) -> Tuple[torch.Tensor, ...]:
         """Encode images.

@@ -33,6 +33,10 @@ class SAMPromptableHead(BaseModule):
             instead of the single-mask output.
         text_injection: ``None``, ``'prompt'`` or ``'decoder'``.
         text_dims: width of the text embeddings (with ``text_injection``).
+        prompt_cfg: learnable decoder prompt tokens appended to the sparse prompt
+            embeddings, e.g. ``dict(type='DecoderPromptTokens', num_tokens=8)``
+            (PTSAM); ``embed_dims`` is filled in. With no user prompt they alone
+            drive the decoder. ``None`` for none.
         frozen_prompt_encoder, frozen_decoder: freeze SAM's modules here.
         mask_loss: ``'focal'`` (SAM's) or ``'bce'`` on mask logits.
         loss_weights: weights of the mask, dice and IoU-MSE terms (SAM: 20, 1, 1).
@@ -42,6 +46,7 @@ class SAMPromptableHead(BaseModule):
     def __init__(self, image_size: int = 1024, patch_size: int = 16, embed_dims: int = 256,
                  decoder: Optional[dict] = None, multimask_output: bool = False,
                  text_injection: Optional[str] = None, text_dims: int = 512,
+                 prompt_cfg: Optional[dict] = None,
                  frozen_prompt_encoder: bool = True, frozen_decoder: bool = False,
                  mask_loss: str = 'focal', loss_weights: Optional[Dict[str, float]] = None,
                  checkpoint: Optional[str] = None, init_cfg: Optional[dict] = None) -> None:
@@ -65,12 +70,21 @@ class SAMPromptableHead(BaseModule):
         self.text_proj = None
         if text_injection is not None:
             self.text_proj = nn.Linear(text_dims, embed_dims)
+        self.prompt_tokens = None
+        if prompt_cfg is not None:
+            from ..adapters import DecoderPromptTokens  # noqa: F401  (registers the type)
+            self.prompt_tokens = MODELS.build(dict(dict(embed_dims=embed_dims), **prompt_cfg))
         self.loss_dice = MODELS.build(dict(type='DiceLoss', use_sigmoid=True, activate=False,
                                            naive_dice=True, eps=1.0, reduction='none'))
 
     @property
     def uses_text(self) -> bool:
         return self.text_injection is not None
+
+    @property
+    def has_prompt_tokens(self) -> bool:
+        """Whether learnable decoder prompt tokens (``prompt_cfg``) join the sparse prompts."""
+        return self.prompt_tokens is not None
 
     def init_weights(self) -> None:
         """Load SAM's prompt encoder and mask decoder from ``checkpoint`` / a Pretrained init_cfg."""
@@ -112,6 +126,9 @@ class SAMPromptableHead(BaseModule):
             boxes: (B, 4) xyxy in input pixels.
             text_embeds: (B, D), used when ``text_injection`` is set.
 
+        The sparse tokens are, in order: points / boxes, the text token
+        (``text_injection='prompt'``), then the learnable prompt tokens.
+
         Returns:
             mask logits (B, M, 4h, 4w) and predicted IoUs (B, M), M = 3 or 1.
         """
@@ -133,6 +150,8 @@ class SAMPromptableHead(BaseModule):
                 sparse = torch.cat([sparse, token[:, None, :].to(sparse.dtype)], dim=1)
             else:
                 extra = token
+        if self.prompt_tokens is not None:
+            sparse = torch.cat([sparse, self.prompt_tokens(batch).to(sparse.dtype)], dim=1)
         return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse,
                                  dense, self.multimask_output, extra_output_token=extra)
 

@@ -1,4 +1,5 @@
 """Class-prompted SAM: one (image, class) sample per class, text-conditioned, assembled into a semantic map."""
+import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -11,14 +12,21 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
+from ..utils.embedding_cache import ImageEmbeddingCache, weights_digest
 from ..utils.param_report import format_parameter_report
 from .point_sampler import PointSampler
 
-INFERENCE_MODES = ('prompted', 'text')
+INFERENCE_MODES = ('prompted', 'text', 'auto')
 
 
 def _save_rng_state(module, state_dict, prefix, local_metadata):
     state_dict[prefix + module._RNG_KEY] = module._rng.get_state()
+
+
+def _invalidate_cached_weights(module, incompatible_keys) -> None:
+    """After ``load_state_dict``: the encoder weights (and so the cache keys' hash) may differ."""
+    if module.embedding_cache is not None:
+        module.embedding_cache.invalidate_weights()
 
 
 def resolve_class_names(class_names) -> List[str]:
@@ -57,6 +65,17 @@ class ClassPromptedSAM(BaseSegmentor):
       * ``'text'``: every class of the vocabulary, prompted by its name only; each
         pixel takes the class of highest ``sigmoid(logit) * predicted IoU``.
         No ground truth is read.
+      * ``'auto'`` (PTSAM, arXiv 2504.16739): no user prompt; the head's learned
+        decoder prompt tokens (``decode_head.prompt_cfg``, required) drive the
+        decoder for each of ``test_cfg.target_classes`` (default: every class
+        but 0; a model without text takes exactly one, e.g. the foreground of
+        a binary dataset). Each pixel takes the target class of highest
+        positive logit, else class 0 (the background). No ground truth is read.
+
+    Prompt-free training (PTSAM): ``train_cfg.num_points=0`` gives the samples
+    no point; their classes are drawn from ``train_cfg.target_classes``
+    (default: every class but 0) whether present or not (an absent class has
+    an empty target). A model without text takes exactly one target class.
 
     Args:
         backbone, neck, decode_head: a :class:`SAMImageEncoder` (with or without
@@ -66,27 +85,37 @@ class ClassPromptedSAM(BaseSegmentor):
             ``METAINFO['classes']`` they are.
         text_encoder: an :class:`OpenCLIPTextEncoder` config, required when text
             is used anywhere (text adapters or head injection).
-        train_cfg: ``classes_per_image`` (K), ``num_points`` (N),
+        train_cfg: ``classes_per_image`` (K), ``num_points`` (N; 0 for prompt-free
+            training), ``target_classes`` (class ids that may become samples;
+            ``None``: all with points, all but 0 without),
             ``negatives_per_image``: classes absent from the image, prompted by
             their name alone (no point) with an empty target, so the model learns
             to answer "not here" (needs a model that reads text; default 0).
-        test_cfg: ``mode``, ``num_points``, ``class_chunk`` (classes per forward).
+        test_cfg: ``mode``, ``num_points``, ``class_chunk`` (classes per forward),
+            ``target_classes`` (mode ``'auto'``).
         seed: seeds the point and class samplers.
+        embedding_cache: ``dict(type='memory' | 'disk', dir=...)`` caches the
+            image embeddings of a frozen, unadapted encoder without prompt tokens
+            (decoder fine-tuning, decoder prompt tuning); see
+            :class:`ImageEmbeddingCache`. Any other encoder is refused with a
+            ``ValueError``. ``None`` (default): no cache.
     """
 
     def __init__(self, backbone: dict, neck: dict, decode_head: dict, class_names: Sequence[str],
                  text_encoder: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
-                 ignore_index: int = 255, seed: int = 0, init_cfg: Optional[dict] = None) -> None:
+                 ignore_index: int = 255, seed: int = 0, embedding_cache: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.class_names = resolve_class_names(class_names)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck)
         self.decode_head = MODELS.build(decode_head)
         self.text_encoder = MODELS.build(text_encoder) if text_encoder is not None else None
-        self.train_cfg = {**dict(classes_per_image=4, num_points=1, negatives_per_image=0),
-                          **(train_cfg or {})}
-        self.test_cfg = {**dict(mode='prompted', num_points=1, class_chunk=16), **(test_cfg or {})}
+        self.train_cfg = {**dict(classes_per_image=4, num_points=1, negatives_per_image=0,
+                                 target_classes=None), **(train_cfg or {})}
+        self.test_cfg = {**dict(mode='prompted', num_points=1, class_chunk=16, target_classes=None),
+                         **(test_cfg or {})}
         self.ignore_index = ignore_index
         self.align_corners = False
         if self.test_cfg['mode'] not in INFERENCE_MODES:
@@ -99,7 +128,9 @@ class ClassPromptedSAM(BaseSegmentor):
         if self.test_cfg['mode'] == 'text' and not self.uses_text:
             raise ValueError("test_cfg.mode='text' needs a model that reads text: add text adapters "
                              "or decode_head.text_injection, or use mode='prompted'")
-        self.train_sampler = PointSampler(self.train_cfg['num_points'], seed)
+        self._check_prompt_free()
+        num_points = self.train_cfg['num_points']
+        self.train_sampler = PointSampler(num_points, seed) if num_points != 0 else None
         self.test_sampler = PointSampler(self.test_cfg['num_points'], seed)
         self._rng = torch.Generator().manual_seed(seed)
         self._class_embeds: Optional[Tensor] = None
@@ -107,6 +138,9 @@ class ClassPromptedSAM(BaseSegmentor):
         # run draws the same (class, point) prompts as an uninterrupted one.
         self._register_state_dict_hook(_save_rng_state)
         self._register_load_state_dict_pre_hook(self._load_rng_state)
+        self.embedding_cache = None
+        if embedding_cache is not None:
+            self.embedding_cache = self._build_embedding_cache(embedding_cache)
 
     _RNG_KEY = 'prompt_sampler_rng_state'
 
@@ -115,6 +149,83 @@ class ClassPromptedSAM(BaseSegmentor):
         state = state_dict.pop(prefix + self._RNG_KEY, None)
         if state is not None:
             self._rng.set_state(state.cpu().to(torch.uint8))
+
+    # ------------------------------------------------------- prompt-free
+    def target_classes(self, cfg: dict) -> List[int]:
+        """The class ids of ``cfg['target_classes']`` (None: every class but 0), checked."""
+        ids = cfg.get('target_classes')
+        num_classes = len(self.class_names)
+        if ids is None:
+            return list(range(1, num_classes))
+        ids = [int(c) for c in ids]
+        bad = [c for c in ids if not 0 <= c < num_classes]
+        if bad or not ids:
+            raise ValueError(f'target_classes {cfg.get("target_classes")} must be non-empty class ids '
+                             f'in 0..{num_classes - 1} ({self.class_names})')
+        return ids
+
+    def _check_prompt_free(self) -> None:
+        """Refuse prompt-free settings that cannot say which class is meant."""
+        num_points = self.train_cfg['num_points']
+        if not isinstance(num_points, int) or num_points < 0:
+            raise ValueError(f'train_cfg.num_points must be an int >= 0, got {num_points!r}')
+        for name, cfg, active in (('train_cfg', self.train_cfg, num_points == 0),
+                                  ('test_cfg', self.test_cfg, self.test_cfg['mode'] == 'auto')):
+            if not active:
+                continue
+            ids = self.target_classes(cfg)
+            if not self.uses_text and len(ids) != 1:
+                raise ValueError(
+                    f'{name}.target_classes={ids}: without points or text nothing tells the decoder '
+                    'which class is meant, so a prompt-free model without text segments exactly one '
+                    'class; set e.g. target_classes=[1] (the foreground of a binary dataset)')
+        if self.test_cfg['mode'] == 'auto':
+            if not self.decode_head.has_prompt_tokens:
+                raise ValueError("test_cfg.mode='auto' is driven by learned decoder prompt tokens, but "
+                                 'decode_head has none: set decode_head.prompt_cfg='
+                                 "dict(type='DecoderPromptTokens', num_tokens=8)")
+            if 0 in self.target_classes(self.test_cfg):
+                raise ValueError("test_cfg.target_classes must not hold class 0: mode='auto' gives "
+                                 'class 0 (the background) to pixels no target class claims')
+
+    # ------------------------------------------------------- embedding cache
+    def _build_embedding_cache(self, cfg: dict) -> ImageEmbeddingCache:
+        why = []
+        if self.backbone.is_adapted:
+            why.append('its blocks carry adapters')
+        if getattr(self.backbone, 'has_prompt_tokens', False):
+            why.append('it has encoder prompt tokens')
+        if any(p.requires_grad for p in self.backbone.parameters()):
+            why.append('it has trainable parameters')
+        if any(p.requires_grad for p in self.neck.parameters()):
+            why.append('the neck has trainable parameters')
+        if why:
+            raise ValueError(f'embedding_cache={cfg} needs a frozen, unadapted SAM image encoder, but '
+                             + '; '.join(why) + ': its embeddings change in training (or with the '
+                             'class), so remove embedding_cache from this config')
+        cache = ImageEmbeddingCache.from_cfg(dict(cfg))
+        # Loading weights (a checkpoint, init_weights) makes the weights hash stale.
+        self.register_load_state_dict_post_hook(_invalidate_cached_weights)
+        return cache
+
+    def encoder_weights_digest(self) -> str:
+        """A hash of the image encoder and neck weights and the settings that change their output."""
+        bb = self.backbone
+        desc = json.dumps(dict(encoder=type(bb).__name__, arch=str(bb.arch), depth=bb.depth,
+                               patch=bb.patch_size, img_size=bb.img_size,
+                               autocast=bb.autocast_dtype, neck=type(self.neck).__name__))
+        named = list(bb.state_dict(prefix='backbone.').items()) + \
+            list(self.neck.state_dict(prefix='neck.').items())
+        return weights_digest(named, desc)
+
+    def image_embeddings(self, inputs: Tensor,
+                         data_samples: Optional[Sequence[SegDataSample]] = None) -> Tensor:
+        """Unconditioned image embeddings (B, 256, S/16, S/16), through the cache when there is one."""
+        if self.embedding_cache is None or data_samples is None:
+            return self.extract_feat(inputs)[0]
+        return self.embedding_cache.fetch(inputs, [ds.metainfo for ds in data_samples],
+                                          lambda x: self.extract_feat(x)[0],
+                                          self.encoder_weights_digest)
 
     # ----------------------------------------------------------------- text
     @property
@@ -134,6 +245,8 @@ class ClassPromptedSAM(BaseSegmentor):
     def init_weights(self) -> None:
         super().init_weights()
         self._class_embeds = None
+        if self.embedding_cache is not None:
+            self.embedding_cache.invalidate_weights()
         MMLogger.get_current_instance().info(
             'Trainable / total parameters:\n' + format_parameter_report(self))
 
@@ -142,7 +255,8 @@ class ClassPromptedSAM(BaseSegmentor):
         """Unconditioned image embeddings: (B, 3, S, S) -> ((B, 256, S/16, S/16),)."""
         return self.neck(self.backbone(inputs))
 
-    def encode_samples(self, inputs: Tensor, img_index: Tensor, text: Optional[Tensor]) -> Tensor:
+    def encode_samples(self, inputs: Tensor, img_index: Tensor, text: Optional[Tensor],
+                       data_samples: Optional[Sequence[SegDataSample]] = None) -> Tensor:
         """Image embeddings for (image, class) samples.
 
         The blocks before the encoder's first text-conditioned block (all of
@@ -153,15 +267,19 @@ class ClassPromptedSAM(BaseSegmentor):
             inputs: (B, 3, S, S) images.
             img_index: (M,) image of each sample.
             text: (M, D) class embeddings of the samples, or None.
+            data_samples: the B images' samples, which key the embedding cache.
 
         Returns:
             (M, 256, S/16, S/16).
         """
         first = self.backbone.first_conditioned_block
         if first is None:
-            return self.extract_feat(inputs)[0][img_index]
-        tokens, early = self.backbone.run_blocks(self.backbone.embed(inputs), None, 0, first)
-        _, late = self.backbone.run_blocks(tokens[img_index], text, first)
+            return self.image_embeddings(inputs, data_samples)[img_index]
+        tokens, prompts, early = self.backbone.run_prompted_blocks(self.backbone.embed(inputs), None, 0,
+                                                                   first)
+        if prompts is not None:
+            prompts = prompts[img_index]
+        _, _, late = self.backbone.run_prompted_blocks(tokens[img_index], text, first, None, prompts)
         return self.neck([o[img_index] for o in early] + late)[0]
 
     # ------------------------------------------------------------- training
@@ -171,12 +289,17 @@ class ClassPromptedSAM(BaseSegmentor):
         Returns (img_index (M,), class_ids (M,), points (M, N, 2), point_labels
         (M, N), targets (M, H, W)), or None when no image has a labelled pixel.
         Negative samples carry padding points (label -1) and an all-0 target.
+        Prompt-free (``num_points=0``): N = 0, classes drawn from the target
+        classes, present or not (an absent one has an all-0 target).
         """
         img_index, class_ids, points, labels, targets = [], [], [], [], []
         k = self.train_cfg['classes_per_image']
         n_neg = self.train_cfg['negatives_per_image']
-        n_pts = self.train_sampler.num_points
+        n_pts = self.train_cfg['num_points']
         num_classes = len(self.class_names)
+        allowed = self.train_cfg.get('target_classes')
+        if n_pts == 0:
+            allowed = self.target_classes(self.train_cfg)
         for i, ds in enumerate(data_samples):
             gt = ds.gt_sem_seg.data[0]
             present = gt.unique()
@@ -186,16 +309,29 @@ class ClassPromptedSAM(BaseSegmentor):
                                  f'is outside the {num_classes} classes of this model')
             if present.numel() == 0:
                 continue
-            chosen = present[torch.randperm(present.numel(), generator=self._rng)[:k].to(present.device)]
-            absent = torch.ones(num_classes, dtype=torch.bool)
-            absent[present.cpu()] = False
-            absent = absent.nonzero()[:, 0]
-            negatives = absent[torch.randperm(absent.numel(), generator=self._rng)[:n_neg]].tolist()
+            candidates = present
+            if n_pts == 0:
+                candidates = torch.tensor(allowed, device=present.device)
+            elif allowed is not None:
+                candidates = present[torch.isin(present, torch.tensor(allowed, device=present.device))]
+                if candidates.numel() == 0:
+                    continue
+            chosen = candidates[torch.randperm(candidates.numel(), generator=self._rng)[:k]
+                                .to(present.device)]
+            negatives = []
+            if n_pts != 0:
+                absent = torch.ones(num_classes, dtype=torch.bool)
+                absent[present.cpu()] = False
+                absent = absent.nonzero()[:, 0]
+                negatives = absent[torch.randperm(absent.numel(), generator=self._rng)[:n_neg]].tolist()
             for c in chosen.tolist() + negatives:
                 mask = gt == c
                 img_index.append(i)
                 class_ids.append(c)
-                if c in negatives:
+                if n_pts == 0:
+                    points.append(torch.zeros(0, 2))
+                    labels.append(torch.zeros(0, dtype=torch.long))
+                elif c in negatives:
                     points.append(torch.zeros(n_pts, 2))
                     labels.append(torch.full((n_pts,), -1))
                 else:
@@ -219,7 +355,9 @@ class ClassPromptedSAM(BaseSegmentor):
         img_index, class_ids, points, point_labels, targets = picked
         embeds = self.class_embeddings()
         text = embeds[class_ids] if embeds is not None else None
-        image_embeddings = self.encode_samples(inputs, img_index, text)
+        image_embeddings = self.encode_samples(inputs, img_index, text, data_samples)
+        if points.shape[1] == 0:  # prompt-free: no point at all (not one padding point)
+            points = point_labels = None
         logits, iou = self.decode_head(image_embeddings, points, point_labels, None, text)
         return self.decode_head.loss(logits, iou, targets, self.ignore_index)
 
@@ -247,16 +385,21 @@ class ClassPromptedSAM(BaseSegmentor):
         meta = ds.metainfo
         ori_h, ori_w = meta['ori_shape'][:2]
         img_h, img_w = meta.get('img_shape', inputs.shape[-2:])[:2]
-        if self.test_cfg['mode'] == 'prompted':
+        mode = self.test_cfg['mode']
+        if mode == 'prompted':
             classes, points = self._prompted_classes(ds)
+        elif mode == 'auto':
+            classes, points = self.target_classes(self.test_cfg), None
         else:
             classes, points = list(range(len(self.class_names))), None
-        best = inputs.new_full((ori_h, ori_w), float('-inf'))
-        label = torch.full((ori_h, ori_w), self.ignore_index, dtype=torch.long, device=inputs.device)
+        # 'auto': a target class needs a positive logit; the rest is background (class 0).
+        best = inputs.new_full((ori_h, ori_w), 0.0 if mode == 'auto' else float('-inf'))
+        label = torch.full((ori_h, ori_w), 0 if mode == 'auto' else self.ignore_index,
+                           dtype=torch.long, device=inputs.device)
         if not classes:
             return label[None]
         embeds = self.class_embeddings()
-        shared = None if self.backbone.is_conditioned else self.extract_feat(inputs[i:i + 1])[0]
+        shared = None if self.backbone.is_conditioned else self.image_embeddings(inputs[i:i + 1], [ds])
         chunk = self.test_cfg['class_chunk']
         for start in range(0, len(classes), chunk):
             cls = torch.tensor(classes[start:start + chunk], device=inputs.device)

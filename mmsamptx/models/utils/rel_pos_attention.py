@@ -86,8 +86,17 @@ class RelPosAttention(nn.Module):
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, H, W, C) -> (B, H, W, C)."""
+    def forward(self, x: torch.Tensor, prompts: Optional[torch.Tensor] = None):
+        """x: (B, H, W, C) -> (B, H, W, C).
+
+        With ``prompts`` (B, P, C), P >= 1, the P prompt tokens join the H * W grid
+        tokens as queries, keys and values; they carry no relative position (their
+        rows and columns of the bias are zero). Returns then the pair
+        ``(x (B, H, W, C), prompts (B, P, C))``. ``prompts=None`` is exactly SAM's
+        attention.
+        """
+        if prompts is not None:
+            return self._forward_with_prompts(x, prompts)
         b, h, w, _ = x.shape
         qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         # q, k, v: (B * num_heads, H * W, head_dim)
@@ -95,14 +104,38 @@ class RelPosAttention(nn.Module):
         bias = None
         if self.use_rel_pos:
             bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))
+        out = self._attend(q, k, v, bias)
+        out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+        return self.proj(out)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """softmax(q k^T * scale + bias) v for (B * heads, L, head_dim) q, k, v."""
         if self.fused:
             if bias is not None:
                 bias = bias.to(q.dtype)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:
-            attn = (q * self.scale) @ k.transpose(-2, -1)
-            if bias is not None:
-                attn = attn + bias
-            out = attn.softmax(dim=-1) @ v
-        out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
-        return self.proj(out)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        if bias is not None:
+            attn = attn + bias
+        return attn.softmax(dim=-1) @ v
+
+    def _forward_with_prompts(self, x: torch.Tensor, prompts: torch.Tensor
+                              ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Attention over grid + prompt tokens: (B, H, W, C), (B, P, C) -> the same shapes."""
+        b, h, w, c = x.shape
+        if prompts.dim() != 3 or prompts.shape[0] != b or prompts.shape[2] != c:
+            raise ValueError(f'prompts must be ({b}, P, {c}) for tokens of shape {tuple(x.shape)}, '
+                             f'got {tuple(prompts.shape)}')
+        n, p = h * w, prompts.shape[1]
+        seq = torch.cat([x.reshape(b, n, c), prompts.to(x.dtype)], dim=1)       # (B, n + P, C)
+        qkv = self.qkv(seq).reshape(b, n + p, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.reshape(3, b * self.num_heads, n + p, -1).unbind(0)
+        bias = None
+        if self.use_rel_pos:
+            grid_bias = decomposed_rel_pos_bias(q[:, :n], self.rel_pos_h, self.rel_pos_w,
+                                                (h, w), (h, w))
+            bias = F.pad(grid_bias, (0, p, 0, p))                            # prompts: zero bias
+        out = self._attend(q, k, v, bias)
+        out = self.proj(out.view(b, self.num_heads, n + p, -1).permute(0, 2, 1, 3).reshape(b, n + p, -1))
+        return out[:, :n].reshape(b, h, w, -1), out[:, n:]

@@ -45,11 +45,14 @@ class SAMBlock(nn.Module):
         self.window_size = window_size
         self.adapter: Optional[nn.Module] = None
 
-    def forward(self, x: torch.Tensor, cond: Any = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: Any = None, prompts: Optional[torch.Tensor] = None):
         """x: (B, H, W, C); cond: per-sample conditioning for the adapter (e.g. (B, D)).
 
-        Returns (B, H, W, C).
+        Returns (B, H, W, C). With ``prompts`` (B, P, C) (visual prompt tokens,
+        see :meth:`forward_with_prompts`) returns the pair ``(x, prompts)``.
         """
+        if prompts is not None:
+            return self.forward_with_prompts(x, cond, prompts)
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
@@ -65,3 +68,39 @@ class SAMBlock(nn.Module):
         if self.adapter is not None:
             out = out + self.adapter(h, cond)
         return x + out
+
+    def forward_with_prompts(self, x: torch.Tensor, cond: Any, prompts: torch.Tensor
+                             ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The block on grid tokens x (B, H, W, C) plus P prompt tokens (B, P, C).
+
+        Prompt tokens go through the same norms, attention, MLP and adapter as
+        the grid tokens. In a windowed block the same P tokens are appended to
+        every window's sequence (every window attends to them, and they to the
+        window); their new value is the mean of their per-window outputs. In a
+        global block they are appended once to the whole sequence. They get no
+        relative-position bias. P = 0 is exactly :meth:`forward`.
+
+        Returns:
+            (B, H, W, C) and (B, P, C).
+        """
+        if prompts.shape[1] == 0:
+            return self.forward(x, cond), prompts
+        b = x.shape[0]
+        shortcut, p_shortcut = x, prompts
+        x, p = self.norm1(x), self.norm1(prompts)
+        if self.window_size > 0:
+            hw = x.shape[1:3]
+            x, pad_hw = window_partition(x, self.window_size)      # (B * nW, ws, ws, C), b-major
+            num_windows = x.shape[0] // b
+            x, p = self.attn(x, p.repeat_interleave(num_windows, dim=0))
+            x = window_unpartition(x, self.window_size, pad_hw, hw)
+            p = p.view(b, num_windows, *p.shape[1:]).mean(dim=1)
+        else:
+            x, p = self.attn(x, p)
+        x, p = shortcut + x, p_shortcut + p
+        h, hp = self.norm2(x), self.norm2(p)
+        out, out_p = self.mlp(h), self.mlp(hp)
+        if self.adapter is not None:
+            out = out + self.adapter(h, cond)
+            out_p = out_p + self.adapter(hp[:, :, None, :], cond)[:, :, 0]  # (B, P, 1, C) as a grid
+        return x + out, p + out_p
