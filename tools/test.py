@@ -135,13 +135,17 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
 
+    clean = False
     try:
         with engine.unknown_type_hint(args.config):
             runner = engine.build_runner(cfg)
             metrics = runner.test()
+        clean = True
     except engine.CheckpointSecurityError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
+    finally:
+        engine.close_process_group(clean)
 
     from mmengine.dist import is_main_process
     if is_main_process():

@@ -116,10 +116,12 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
 
+    clean = False
     try:
         with engine.unknown_type_hint(args.config):
             runner = engine.build_runner(cfg)
             runner.train()
+        clean = True
     except engine.BadSampleError as e:
         print(f'error: {engine.BadSampleError.summary(e)}', file=sys.stderr)
         return 1
@@ -127,6 +129,8 @@ def main(argv=None):
             engine.NonFiniteModelError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
+    finally:
+        engine.close_process_group(clean)
     return 0
 
 

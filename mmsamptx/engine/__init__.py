@@ -15,8 +15,8 @@ from .atomic_checkpoint import ATOMIC_BACKEND_ARGS, AtomicCheckpointHook, Atomic
 from .bad_samples import (BadSampleCounterHook, BadSampleError, SkipBadSamples,
                           check_sample_file, configure_bad_data)
 from .launch import (ConfigNotFoundError, UnknownTypeError, adapt_to_device, build_runner,
-                     elastic_attempt_store, load_config, unknown_type_hint,
-                     upgrade_checkpoint_hook)
+                     close_process_group, elastic_attempt_store, load_config,
+                     unknown_type_hint, upgrade_checkpoint_hook)
 from .nonfinite import (NonFiniteLossError, NonFiniteLossHook, NonFiniteModelError,
                         configure_nonfinite)
 from .random_state import (RANDOM_STATES_KEY, RandomStateHook, call_after_dataloader_advance,
@@ -32,7 +32,7 @@ __all__ = [
     'safe_torch_load', 'load_from_local_safe', 'SAFE_GLOBAL_NAMES', 'CheckpointSecurityError',
     'ConfigNotFoundError', 'UnknownTypeError', 'load_config', 'unknown_type_hint',
     'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook', 'elastic_attempt_store',
-    'RandomStateHook',
+    'close_process_group', 'RandomStateHook',
     'RANDOM_STATES_KEY', 'get_random_states', 'set_random_states',
     'call_after_dataloader_advance', 'NonFiniteLossHook', 'NonFiniteLossError',
     'NonFiniteModelError', 'configure_nonfinite', 'SkipBadSamples', 'BadSampleError',

@@ -15,6 +15,7 @@
   :func:`elastic_attempt_store`.
 * :func:`build_runner`: ``Runner.from_cfg`` or, if the config names a
   ``runner_type``, mmseg's ``RUNNERS`` registry, as mmseg's tools do.
+* :func:`close_process_group`: the tools' last step in a distributed run.
 """
 import contextlib
 import datetime
@@ -29,7 +30,8 @@ from mmengine.logging import print_log
 
 __all__ = [
     'ConfigNotFoundError', 'UnknownTypeError', 'load_config', 'unknown_type_hint',
-    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook', 'elastic_attempt_store'
+    'adapt_to_device', 'build_runner', 'upgrade_checkpoint_hook', 'elastic_attempt_store',
+    'close_process_group'
 ]
 
 
@@ -214,3 +216,24 @@ def build_runner(cfg):
         return Runner.from_cfg(cfg)
     from mmseg.registry import RUNNERS
     return RUNNERS.build(cfg)
+
+
+def close_process_group(clean=True):
+    """Destroy the default process group, if any, before the interpreter exits.
+
+    Left to interpreter teardown, gloo's threads and the store's client can be
+    destroyed in either order, and a worker whose run had finished sometimes
+    aborted there (``terminate called without an active exception``, exit
+    code -6), which torchrun reports as a failed run. With ``clean`` (the run
+    ended normally on every rank) the ranks first meet at a barrier, so none
+    tears its connections down while a peer still uses them; after an error a
+    peer may be gone, so there is no barrier.
+    """
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if clean:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
