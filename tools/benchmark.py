@@ -246,7 +246,9 @@ def load_config(args):
         from mmsamptx.models.backbones.sam_image_encoder import resolve_arch
         model.backbone.arch = args.arch
         model.neck.in_channels = resolve_arch(args.arch)['embed_dims']
-    model.train_cfg = dict(model.get('train_cfg') or {}, classes_per_image=args.classes_per_image)
+    # What the reference mirrors: K present classes per image, one positive point each.
+    model.train_cfg = dict(model.get('train_cfg') or {}, classes_per_image=args.classes_per_image,
+                           num_points=1, negatives_per_image=0)
     return cfg
 
 
@@ -412,6 +414,8 @@ def build_reference(ours) -> NaiveReference:
     blocks = bb.blocks
     if bb.out_indices != [bb.depth - 1]:
         raise ValueError('the reference reads the last block only (backbone.out_indices=(-1,))')
+    if getattr(bb, 'prompt_tokens', None) is not None or getattr(head, 'has_prompt_tokens', False):
+        raise ValueError('the naive reference has no visual / decoder prompt tokens (PTSAM configs)')
     if head.text_injection == 'decoder':
         raise ValueError("segment_anything's MaskDecoder has no extra output token: "
                          "text_injection='decoder' has no naive reference")
