@@ -79,6 +79,21 @@ MIB = 1024.0 * 1024.0
 
 
 # --------------------------------------------------------------------------- arguments
+def parse_cp_blocks(text):
+    """``--with-cp``: 'all' -> True, 'none' -> False, '0,1,3' -> [0, 1, 3], 'auto' (see resolve_cp)."""
+    text = text.strip().lower()
+    if text == 'auto':
+        return 'auto'
+    if text in ('all', 'on', 'true'):
+        return True
+    if text in ('none', 'off', 'false'):
+        return False
+    try:
+        return [int(i) for i in text.split(',') if i.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'all', 'none' or comma-separated block indices, not {text!r}")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -96,13 +111,18 @@ def parse_args(argv=None):
                         help="autocast dtype of ours' frozen trunk; 'auto': bfloat16 where the device "
                              'runs it natively (CUDA with bf16, CPU with AVX512-BF16/AMX), else float32. '
                              'The reference is always float32.')
-    parser.add_argument('--fused-attn', default='auto', choices=('auto', 'on', 'off'),
-                        help="ours: attention through scaled_dot_product_attention ('on') or explicit "
-                             "softmax attention ('off'); 'auto': on for CUDA, off on the CPU, where "
-                             'SDPA with SAM\'s relative-position bias as a float mask measured slower '
-                             'and heavier (docs/benchmarks.md)')
-    parser.add_argument('--with-cp', action=argparse.BooleanOptionalAction, default=True,
-                        help='ours: non-reentrant activation checkpointing of every encoder block')
+    parser.add_argument('--fused-attn', default='auto', choices=('auto', 'on', 'off', 'global'),
+                        help="ours: attention through scaled_dot_product_attention with the "
+                             "relative-position bias as extra head dims ('on'), SAM's explicit "
+                             "softmax ('off'), or SDPA in the global-attention blocks only ('global'); "
+                             "'auto': on for CUDA, global on the CPU (measured: docs/benchmarks.md)")
+    parser.add_argument('--with-cp', default='auto', type=parse_cp_blocks,
+                        help="ours: non-reentrant activation checkpointing of encoder blocks in "
+                             "training: 'all', 'none', comma-separated block indices, or 'auto': all "
+                             "on CUDA; on the CPU half of the blocks, windowed ones first (ViT-B: "
+                             "0,1,3,4,6,7), the measured trade of time for memory")
+    parser.add_argument('--no-with-cp', dest='with_cp', action='store_const', const=False,
+                        help="the same as --with-cp none")
     parser.add_argument('--class-batch', action=argparse.BooleanOptionalAction, default=True,
                         help="ours: an image's class samples run as one batch (else one at a time)")
     parser.add_argument('--repeats', type=int, default=2, help='measured repeats of each side')
@@ -156,21 +176,29 @@ def sync(device):
 
 def bf16_is_native(device) -> bool:
     """Whether the device computes bf16 natively (so autocast pays off)."""
+    from mmsamptx.models.utils.precision import bf16_is_native as native
+    return native(device.type)
+
+
+def resolve_fused(args, device):
+    """Ours' ``backbone.fused_attn`` (see ``--fused-attn``)."""
+    choice = args.fused_attn
+    if choice == 'auto':
+        choice = 'on' if device.type == 'cuda' else 'global'
+    return {'on': True, 'off': False, 'global': 'global'}[choice]
+
+
+def resolve_cp(args, device, arch):
+    """Ours' ``backbone.with_cp`` (see ``--with-cp``)."""
+    if args.with_cp != 'auto':
+        return args.with_cp
     if device.type == 'cuda':
-        return torch.cuda.is_bf16_supported()
-    if device.type == 'cpu':
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
-
-
-def resolve_fused(args, device) -> bool:
-    """Whether ours computes attention with SDPA (see ``--fused-attn``)."""
-    if args.fused_attn == 'auto':
-        return device.type == 'cuda'
-    return args.fused_attn == 'on'
+        return True
+    from mmsamptx.models.backbones.sam_image_encoder import resolve_arch
+    numbers = resolve_arch(arch)
+    depth, global_blocks = numbers['depth'], set(numbers['global_attn_indexes'])
+    order = [i for i in range(depth) if i not in global_blocks] + sorted(global_blocks)
+    return sorted(order[:depth // 2])
 
 
 def resolve_dtype(args, device):
@@ -964,7 +992,9 @@ def setup(args):
         raise SystemExit('--device cuda: no CUDA device here')
     args.autocast_dtype = resolve_dtype(args, device)
     args.fused = resolve_fused(args, device)
-    return device, load_config(args)
+    cfg = load_config(args)
+    args.with_cp = resolve_cp(args, device, cfg.model.backbone.get('arch', 'vit_b'))
+    return device, cfg
 
 
 def main(argv=None):

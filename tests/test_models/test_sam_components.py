@@ -186,3 +186,29 @@ def test_other_input_size_interpolates_position_embedding(tiny_sam_checkpoint):
     enc, neck = build_ours(path)
     out = neck(enc(torch.randn(1, 3, 128, 96)))[0]
     assert out.shape == (1, 256, 8, 6)
+
+
+@pytest.mark.parametrize('num_prompts', [0, 3])
+def test_mask_free_sdpa_equals_explicit_bias_on_a_non_square_grid(num_prompts):
+    """The relative-position bias folded into extra head dims is the explicit bias, exactly."""
+    from mmsamptx.models.utils.rel_pos_attention import RelPosAttention
+    torch.manual_seed(0)
+    fused = RelPosAttention(32, num_heads=4, use_rel_pos=True, input_size=(5, 7), fused=True)
+    explicit = RelPosAttention(32, num_heads=4, use_rel_pos=True, input_size=(5, 7), fused=False)
+    with torch.no_grad():
+        fused.rel_pos_h.normal_(0, 0.5)
+        fused.rel_pos_w.normal_(0, 0.5)
+    explicit.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 5, 7, 32)
+    prompts = torch.randn(2, num_prompts, 32) if num_prompts else None
+    out_f, out_e = fused(x, prompts), explicit(x, prompts)
+    if prompts is None:
+        out_f, out_e = (out_f,), (out_e,)
+    for a, b in zip(out_f, out_e):
+        assert (a - b).abs().max() <= 1e-5
+    sum(o.square().sum() for o in out_f).backward()
+    sum(o.square().sum() for o in out_e).backward()
+    for name in ('rel_pos_h', 'rel_pos_w', 'qkv.weight'):
+        ga = dict(fused.named_parameters())[name].grad
+        gb = dict(explicit.named_parameters())[name].grad
+        assert ga.abs().sum() > 0 and torch.allclose(ga, gb, atol=1e-5, rtol=1e-4), name

@@ -9,6 +9,7 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
+from ..utils.precision import resolve_autocast_dtype
 from ..utils.sam_block import SAMBlock
 from ..utils.sam_checkpoint import load_sam_part
 
@@ -67,11 +68,21 @@ class SAMImageEncoder(BaseModule):
             sequences, e.g. ``dict(type='EncoderPromptTokens', num_tokens=8,
             depth='deep')`` (PTSAM); ``embed_dims`` and ``num_blocks`` are filled
             in. Combines with ``adapter_cfg``. ``None`` for none.
-        fused_attn: compute attention with ``scaled_dot_product_attention``.
-        with_cp: non-reentrant activation checkpointing of each block in training.
+        fused_attn: compute attention with ``scaled_dot_product_attention``, the
+            relative-position bias folded into extra head dims (no mask, no
+            (L, L) matrix kept for backward): ``True`` in every block, ``False``
+            in none (SAM's explicit softmax), ``'global'`` in the global-attention
+            blocks only. On a CPU, SDPA wins in global blocks (long sequences)
+            and loses in the backward pass of windowed ones (docs/benchmarks.md).
+        with_cp: non-reentrant activation checkpointing in training: ``True``
+            for every block, ``False`` for none, or a list of block indices
+            (negative ones count from the end). Checkpointing a block trades
+            one more forward of it for not keeping its activations.
         autocast_dtype: ``'bfloat16'`` (or ``'float16'``) runs the encoder under
-            ``torch.autocast`` on the input's device; outputs are float32.
-            ``None`` (default) keeps float32 throughout.
+            ``torch.autocast`` on the input's device, its residual stream in that
+            dtype; outputs are float32. ``'auto'``: bfloat16 where the device
+            computes it natively (CUDA with bf16, a CPU with AVX512-BF16/AMX),
+            else float32. ``None`` (default) keeps float32 throughout.
         checkpoint: an official SAM file or URL, loaded in :meth:`init_weights`
             (equivalently ``init_cfg=dict(type='Pretrained', checkpoint=...)``).
     """
@@ -80,8 +91,8 @@ class SAMImageEncoder(BaseModule):
                  patch_size: int = 16, in_channels: int = 3, window_size: Optional[int] = None,
                  mlp_ratio: float = 4.0, out_indices: Sequence[int] = (-1,), frozen: bool = True,
                  adapter_cfg: Optional[dict] = None, prompt_cfg: Optional[dict] = None,
-                 fused_attn: bool = True,
-                 with_cp: bool = False, autocast_dtype: Optional[str] = None,
+                 fused_attn: Union[bool, str] = True,
+                 with_cp: Union[bool, Sequence[int]] = False, autocast_dtype: Optional[str] = None,
                  checkpoint: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -93,9 +104,12 @@ class SAMImageEncoder(BaseModule):
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.img_size = img_size
+        if fused_attn not in (True, False, 'global'):
+            raise ValueError(f"fused_attn must be True, False or 'global', got {fused_attn!r}")
+        self.fused_attn = fused_attn
         self.with_cp = with_cp
-        if autocast_dtype not in (None, 'bfloat16', 'float16'):
-            raise ValueError(f"autocast_dtype must be None, 'bfloat16' or 'float16', got {autocast_dtype!r}")
+        self.cp_blocks = self._resolve_cp_blocks(with_cp, self.depth)
+        resolve_autocast_dtype(autocast_dtype, 'cpu')  # checks the value
         self.autocast_dtype = autocast_dtype
         self.checkpoint = checkpoint
         self.out_indices = [i % self.depth for i in out_indices]
@@ -106,7 +120,9 @@ class SAMImageEncoder(BaseModule):
         self.blocks = nn.ModuleList([
             SAMBlock(self.embed_dims, numbers['num_heads'], mlp_ratio=mlp_ratio,
                      window_size=0 if i in numbers['global_attn_indexes'] else window_size,
-                     input_size=(grid, grid), fused_attn=fused_attn)
+                     input_size=(grid, grid),
+                     fused_attn=fused_attn is True or (fused_attn == 'global'
+                                                       and i in numbers['global_attn_indexes']))
             for i in range(self.depth)
         ])
         # Everything built so far is SAM; anything attached later (adapters) is not.
@@ -141,6 +157,20 @@ class SAMImageEncoder(BaseModule):
         return next((i for i, b in enumerate(self.blocks)
                      if getattr(b.adapter, 'conditioned', False)), None)
 
+    @staticmethod
+    def _resolve_cp_blocks(with_cp, depth: int) -> frozenset:
+        """The block indices that ``with_cp`` checkpoints."""
+        if isinstance(with_cp, bool):
+            return frozenset(range(depth)) if with_cp else frozenset()
+        try:
+            indices = [int(i) for i in with_cp]
+        except (TypeError, ValueError):
+            raise ValueError(f'with_cp must be True, False or a list of block indices, got {with_cp!r}')
+        bad = [i for i in indices if not -depth <= i < depth]
+        if bad:
+            raise ValueError(f'with_cp: block indices {bad} out of range for {depth} blocks')
+        return frozenset(i % depth for i in indices)
+
     @property
     def is_conditioned(self) -> bool:
         """Whether any attached adapter reads the per-sample conditioning (``text_embeds``)."""
@@ -148,9 +178,9 @@ class SAMImageEncoder(BaseModule):
 
     def autocast(self, device_type: str):
         """The autocast context of ``autocast_dtype`` (disabled when it is None)."""
-        dtype = getattr(torch, self.autocast_dtype or 'float32')
-        return torch.autocast(device_type=device_type, dtype=dtype,
-                              enabled=self.autocast_dtype is not None)
+        dtype = resolve_autocast_dtype(self.autocast_dtype, device_type)
+        return torch.autocast(device_type=device_type, dtype=dtype or torch.float32,
+                              enabled=dtype is not None)
 
     @property
     def is_adapted(self) -> bool:
@@ -193,9 +223,13 @@ class SAMImageEncoder(BaseModule):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch tokens with position: (B, C, H, W) -> (B, H/16, W/16, embed_dims)."""
         self.check_input(x)
-        with self.autocast(x.device.type):
-            x = self.patch_embed(x)
-            return x + self._pos_embed(x.shape[1], x.shape[2])
+        # float32 even under autocast: < 1 % of the encoder's FLOPs, and a bf16
+        # convolution on the CPU takes a large oneDNN scratch buffer (771 MiB for
+        # one 512 x 512 image at ViT-B), the peak of a whole training step.
+        x = self.patch_embed(x.float())
+        x = x + self._pos_embed(x.shape[1], x.shape[2])
+        dtype = resolve_autocast_dtype(self.autocast_dtype, x.device.type)
+        return x if dtype is None else x.to(dtype)  # the residual stream in the autocast dtype
 
     def run_blocks(self, x: torch.Tensor, text_embeds: Any = None, start: int = 0,
                    end: Optional[int] = None) -> Tuple[torch.Tensor, list]:
@@ -229,7 +263,7 @@ class SAMImageEncoder(BaseModule):
                 if self.prompt_tokens is not None:
                     prompts = self.prompt_tokens(i, prompts, x.shape[0])
                 args = (x, text_embeds) if prompts is None else (x, text_embeds, prompts)
-                if self.with_cp and self.training and torch.is_grad_enabled():
+                if i in self.cp_blocks and self.training and torch.is_grad_enabled():
                     out = cp.checkpoint(blk, *args, use_reentrant=False)
                 else:
                     out = blk(*args)

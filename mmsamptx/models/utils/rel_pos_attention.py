@@ -34,6 +34,30 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return rel_pos[relative.long()]
 
 
+def rel_pos_terms(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
+                  q_hw: Tuple[int, int], k_hw: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The two factors of SAM's decomposed relative-position bias.
+
+    The bias of query ``(y, x)`` and key ``(i, j)`` is ``rel_h[y, x, i] + rel_w[y, x, j]``.
+
+    Args:
+        q: (B, q_h * q_w, C) unscaled queries.
+        rel_pos_h, rel_pos_w: (L, C) tables for the two axes.
+        q_hw, k_hw: query and key grid sizes.
+
+    Returns:
+        rel_h (B, q_h * q_w, k_h) and rel_w (B, q_h * q_w, k_w).
+    """
+    (q_h, q_w), (k_h, k_w) = q_hw, k_hw
+    table_h = get_rel_pos(q_h, k_h, rel_pos_h).to(q.dtype)
+    table_w = get_rel_pos(q_w, k_w, rel_pos_w).to(q.dtype)
+    b, _, c = q.shape
+    r_q = q.reshape(b, q_h, q_w, c)
+    rel_h = torch.einsum('bhwc,hkc->bhwk', r_q, table_h)
+    rel_w = torch.einsum('bhwc,wkc->bhwk', r_q, table_w)
+    return rel_h.reshape(b, q_h * q_w, k_h), rel_w.reshape(b, q_h * q_w, k_w)
+
+
 def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
                             q_hw: Tuple[int, int], k_hw: Tuple[int, int]) -> torch.Tensor:
     """The additive attention bias of SAM's decomposed relative positions.
@@ -46,15 +70,58 @@ def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w:
     Returns:
         (B, q_h * q_w, k_h * k_w) bias to add to the attention logits.
     """
-    (q_h, q_w), (k_h, k_w) = q_hw, k_hw
-    table_h = get_rel_pos(q_h, k_h, rel_pos_h)
-    table_w = get_rel_pos(q_w, k_w, rel_pos_w)
+    rel_h, rel_w = rel_pos_terms(q, rel_pos_h, rel_pos_w, q_hw, k_hw)
+    return (rel_h[:, :, :, None] + rel_w[:, :, None, :]).flatten(2)
+
+
+def key_position_one_hot(k_hw: Tuple[int, int], dtype: torch.dtype,
+                         device: torch.device) -> torch.Tensor:
+    """(k_h * k_w, k_h + k_w): for key ``(i, j)`` a 1 in column ``i`` and in column ``k_h + j``."""
+    k_h, k_w = k_hw
+    rows = torch.eye(k_h, dtype=dtype, device=device).repeat_interleave(k_w, dim=0)
+    cols = torch.eye(k_w, dtype=dtype, device=device).repeat(k_h, 1)
+    return torch.cat([rows, cols], dim=1)
+
+
+def sdpa_with_rel_pos(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                      rel: Optional[torch.Tensor] = None,
+                      key_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``softmax(q k^T * scale + bias) v`` through ``scaled_dot_product_attention``, with no mask.
+
+    The decomposed bias ``rel_h[q, i] + rel_w[q, j]`` is a dot product: append
+    ``rel = [rel_h, rel_w]`` (B, L_q, R) to the scaled queries and the keys'
+    one-hot positions ``key_pos`` (L_k, R) to the keys, and
+    ``q' . k' = scale * q . k + bias`` exactly. SDPA then runs its mask-free
+    kernels (flash attention on the CPU and GPU), which neither materialise the
+    (L_q, L_k) bias nor keep the attention matrix for the backward pass. All
+    head dims are zero-padded to one multiple of 8 (zeros add nothing to a
+    dot product; the output's padding is dropped).
+
+    Args:
+        q, k, v: (B, L, C).
+        rel: (B, L_q, R) bias factors of each query (zero rows: no bias), or None.
+        key_pos: (L_k, R) one-hot key positions (zero rows: no bias), with ``rel``.
+
+    Returns:
+        (B, L_q, C).
+    """
+    if rel is None:
+        return _sdpa(q, k, v, scale)
     b, _, c = q.shape
-    r_q = q.reshape(b, q_h, q_w, c)
-    rel_h = torch.einsum('bhwc,hkc->bhwk', r_q, table_h)
-    rel_w = torch.einsum('bhwc,wkc->bhwk', r_q, table_w)
-    bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
-    return bias.reshape(b, q_h * q_w, k_h * k_w)
+    r = rel.shape[-1]
+    pad = -(-(c + r) // 8) * 8 - c - r
+    # [q, rel / scale] . [k, key_pos] * scale = scale * q . k + bias
+    q = torch.cat([q, rel.to(q.dtype) / scale, q.new_zeros(b, q.shape[1], pad)], dim=-1)
+    key_pos = F.pad(key_pos.to(k.dtype), (0, pad))
+    k = torch.cat([k, key_pos.expand(b, -1, -1)], dim=-1)
+    v = F.pad(v, (0, r + pad))
+    return _sdpa(q, k, v, scale)[..., :c]
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """SDPA of (B, L, C) tensors, given as (B, 1, L, C): the CPU flash kernel takes 4-d inputs only
+    (3-d ones fall back to the materialising math path)."""
+    return F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=scale)[:, 0]
 
 
 class RelPosAttention(nn.Module):
@@ -62,9 +129,10 @@ class RelPosAttention(nn.Module):
 
     Parameter names (``qkv``, ``proj``, ``rel_pos_h``, ``rel_pos_w``) follow the
     official checkpoints. ``fused=True`` computes the same maths with
-    ``scaled_dot_product_attention`` and the relative-position bias as its
-    additive mask (no materialised softmax in Python); ``fused=False`` is the
-    explicit reference.
+    ``scaled_dot_product_attention`` and no mask, the relative-position bias
+    folded into extra head dimensions (:func:`sdpa_with_rel_pos`); nothing of
+    size (L, L) is kept for the backward pass. ``fused=False`` is the explicit
+    reference (``softmax(q k^T * scale + bias) v`` written out).
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
@@ -101,23 +169,31 @@ class RelPosAttention(nn.Module):
         qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         # q, k, v: (B * num_heads, H * W, head_dim)
         q, k, v = qkv.reshape(3, b * self.num_heads, h * w, -1).unbind(0)
-        bias = None
-        if self.use_rel_pos:
-            bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))
-        out = self._attend(q, k, v, bias)
+        out = self._attend(q, k, v, (h, w))
         out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
         return self.proj(out)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                bias: Optional[torch.Tensor]) -> torch.Tensor:
-        """softmax(q k^T * scale + bias) v for (B * heads, L, head_dim) q, k, v."""
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
+                num_prompts: int = 0) -> torch.Tensor:
+        """Attention of (B * heads, L, head_dim) q, k, v over an (h, w) grid (+ prompt tokens).
+
+        The first ``h * w`` tokens are the grid; the last ``num_prompts`` tokens
+        carry no relative position (zero bias in their rows and columns).
+        """
+        n = hw[0] * hw[1]
         if self.fused:
-            if bias is not None:
-                bias = bias.to(q.dtype)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            rel = key_pos = None
+            if self.use_rel_pos:
+                rel = torch.cat(rel_pos_terms(q[:, :n], self.rel_pos_h, self.rel_pos_w, hw, hw), -1)
+                key_pos = key_position_one_hot(hw, q.dtype, q.device)
+                if num_prompts:
+                    rel = F.pad(rel, (0, 0, 0, num_prompts))
+                    key_pos = F.pad(key_pos, (0, 0, 0, num_prompts))
+            return sdpa_with_rel_pos(q, k, v, self.scale, rel, key_pos)
         attn = (q * self.scale) @ k.transpose(-2, -1)
-        if bias is not None:
-            attn = attn + bias
+        if self.use_rel_pos:
+            bias = decomposed_rel_pos_bias(q[:, :n], self.rel_pos_h, self.rel_pos_w, hw, hw)
+            attn = attn + (F.pad(bias, (0, num_prompts, 0, num_prompts)) if num_prompts else bias)
         return attn.softmax(dim=-1) @ v
 
     def _forward_with_prompts(self, x: torch.Tensor, prompts: torch.Tensor
@@ -131,11 +207,6 @@ class RelPosAttention(nn.Module):
         seq = torch.cat([x.reshape(b, n, c), prompts.to(x.dtype)], dim=1)       # (B, n + P, C)
         qkv = self.qkv(seq).reshape(b, n + p, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.reshape(3, b * self.num_heads, n + p, -1).unbind(0)
-        bias = None
-        if self.use_rel_pos:
-            grid_bias = decomposed_rel_pos_bias(q[:, :n], self.rel_pos_h, self.rel_pos_w,
-                                                (h, w), (h, w))
-            bias = F.pad(grid_bias, (0, p, 0, p))                            # prompts: zero bias
-        out = self._attend(q, k, v, bias)
+        out = self._attend(q, k, v, (h, w), num_prompts=p)
         out = self.proj(out.view(b, self.num_heads, n + p, -1).permute(0, 2, 1, 3).reshape(b, n + p, -1))
         return out[:, :n].reshape(b, h, w, -1), out[:, n:]

@@ -1,0 +1,30 @@
+"""Which autocast dtype a device runs natively."""
+from typing import Optional
+
+import torch
+
+AUTOCAST_DTYPES = (None, 'auto', 'bfloat16', 'float16')
+
+
+def bf16_is_native(device_type: str) -> bool:
+    """Whether the device computes bfloat16 natively (CUDA with bf16; a CPU with AVX512-BF16/AMX)."""
+    if device_type == 'cuda':
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == 'cpu':
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_autocast_dtype(name: Optional[str], device_type: str) -> Optional[torch.dtype]:
+    """The torch dtype of an ``autocast_dtype`` setting on a device (None: float32, no autocast).
+
+    ``'auto'`` is bfloat16 where the device computes it natively, else None.
+    """
+    if name not in AUTOCAST_DTYPES:
+        raise ValueError(f'autocast_dtype must be one of {AUTOCAST_DTYPES}, got {name!r}')
+    if name == 'auto':
+        return torch.bfloat16 if bf16_is_native(device_type) else None
+    return None if name is None else getattr(torch, name)
