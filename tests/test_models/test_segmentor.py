@@ -178,6 +178,29 @@ def test_shared_early_blocks_equal_per_sample_encoding():
     assert (shared - full).abs().max() <= 1e-5
 
 
+def test_text_mode_runs_the_shared_blocks_once_per_image_for_every_class_chunk():
+    """Chunking the vocabulary changes neither the answer nor the number of shared passes."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    model.backbone = MODELS.build(dict(type='SAMImageEncoder', arch='tiny', img_size=128, adapter_cfg=dict(
+        type='ParallelTextAdapter', text_dims=64, bottleneck=8, blocks=[2, 3])))
+    for blk in model.backbone.blocks[2:]:
+        torch.nn.init.normal_(blk.adapter.up.weight, std=0.1)
+    model.eval()
+    calls = []
+    model.backbone.blocks[0].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    x = torch.randn(1, 3, 128, 128)
+    maps = {}
+    for chunk in (1, len(model.class_names)):
+        model.test_cfg.update(mode='text', class_chunk=chunk)
+        calls.clear()
+        with torch.no_grad():
+            meta = dict(ori_shape=(128, 128), img_shape=(128, 128))
+            maps[chunk] = model.predict(x, [SegDataSample(metainfo=meta)])[0].pred_sem_seg.data
+        assert calls == [1]  # block 0 ran once for the image, not once per chunk
+    assert torch.equal(maps[1], maps[len(model.class_names)])
+
+
 def test_bf16_autocast_encoder_stays_close_to_fp32():
     torch.manual_seed(0)
     model = tiny_model()

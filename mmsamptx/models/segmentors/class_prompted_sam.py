@@ -275,10 +275,27 @@ class ClassPromptedSAM(BaseSegmentor):
         first = self.backbone.first_conditioned_block
         if first is None:
             return self.image_embeddings(inputs, data_samples)[img_index]
-        tokens, prompts, early = self.backbone.run_prompted_blocks(self.backbone.embed(inputs), None, 0,
-                                                                   first)
+        return self.encode_conditioned(self.encode_shared(inputs), img_index, text)
+
+    def encode_shared(self, inputs: Tensor) -> tuple:
+        """The per-image part of a conditioned encoder: the patch embedding and the blocks
+        before the first text-conditioned one, for (B, 3, S, S) images.
+
+        Returns an opaque state for :meth:`encode_conditioned`, which can serve any
+        number of (image, class) samples of these images (e.g. every class chunk).
+        """
+        first = self.backbone.first_conditioned_block
+        return self.backbone.run_prompted_blocks(self.backbone.embed(inputs), None, 0, first)
+
+    def encode_conditioned(self, shared: tuple, img_index: Tensor, text: Optional[Tensor]) -> Tensor:
+        """Finish :meth:`encode_shared`'s state for samples ``img_index`` (M,) with ``text`` (M, D).
+
+        Returns (M, 256, S/16, S/16) embeddings.
+        """
+        tokens, prompts, early = shared
         if prompts is not None:
             prompts = prompts[img_index]
+        first = self.backbone.first_conditioned_block
         _, _, late = self.backbone.run_prompted_blocks(tokens[img_index], text, first, None, prompts)
         return self.neck([o[img_index] for o in early] + late)[0]
 
@@ -399,15 +416,17 @@ class ClassPromptedSAM(BaseSegmentor):
         if not classes:
             return label[None]
         embeds = self.class_embeddings()
-        shared = None if self.backbone.is_conditioned else self.image_embeddings(inputs[i:i + 1], [ds])
+        # The image's unconditioned part runs once, whatever the number of class chunks.
+        if self.backbone.is_conditioned:
+            shared, emb = self.encode_shared(inputs[i:i + 1]), None
+        else:
+            shared, emb = None, self.image_embeddings(inputs[i:i + 1], [ds])
         chunk = self.test_cfg['class_chunk']
         for start in range(0, len(classes), chunk):
             cls = torch.tensor(classes[start:start + chunk], device=inputs.device)
             text = embeds[cls] if embeds is not None else None
-            if shared is None:
-                emb = self.encode_samples(inputs[i:i + 1], torch.zeros_like(cls), text)
-            else:
-                emb = shared
+            if shared is not None:
+                emb = self.encode_conditioned(shared, torch.zeros_like(cls), text)
             pts = torch.stack(points[start:start + chunk]).to(inputs.device) if points else None
             logits, iou = self.decode_head(emb, pts, None, None, text)
             mask, score = self.decode_head.select_mask(logits, iou)
