@@ -123,6 +123,9 @@ def parse_args(argv=None):
                              "0,1,3,4,6,7), the measured trade of time for memory")
     parser.add_argument('--no-with-cp', dest='with_cp', action='store_const', const=False,
                         help="the same as --with-cp none")
+    parser.add_argument('--compile', action='store_true',
+                        help="ours: torch.compile every encoder block (backbone.compile_blocks); "
+                             'compilation happens in the warm-up runs')
     parser.add_argument('--class-batch', action=argparse.BooleanOptionalAction, default=True,
                         help="ours: an image's class samples run as one batch (else one at a time)")
     parser.add_argument('--repeats', type=int, default=2, help='measured repeats of each side')
@@ -298,6 +301,7 @@ def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names
     bb.fused_attn = args.fused if fast else False
     bb.with_cp = args.with_cp if fast else False
     bb.autocast_dtype = args.autocast_dtype if fast else None
+    bb.compile_blocks = bool(args.compile) if fast else False
     if adapter_blocks == 'none':
         bb.adapter_cfg = None
     elif adapter_blocks != 'config':
@@ -1015,7 +1019,7 @@ def main(argv=None):
                   img_size=args.img_size, batch=args.batch,
                   classes_per_image=args.classes_per_image,
                   ours_trunk_dtype=args.autocast_dtype or 'float32', reference_dtype='float32',
-                  fast_paths=dict(fused_attn=args.fused, with_cp=args.with_cp,
+                  fast_paths=dict(fused_attn=args.fused, with_cp=args.with_cp, compile=args.compile,
                                   class_batch=args.class_batch,
                                   autocast=args.autocast_dtype or 'off'),
                   warmup=args.warmup, repeats=args.repeats,

@@ -212,3 +212,16 @@ def test_mask_free_sdpa_equals_explicit_bias_on_a_non_square_grid(num_prompts):
         ga = dict(fused.named_parameters())[name].grad
         gb = dict(explicit.named_parameters())[name].grad
         assert ga.abs().sum() > 0 and torch.allclose(ga, gb, atol=1e-5, rtol=1e-4), name
+
+
+def test_compiled_blocks_keep_keys_and_outputs():
+    """compile_blocks wraps each block with torch.compile (here dynamo with the eager backend)."""
+    torch.manual_seed(0)
+    cfg = dict(type='ParallelTextAdapter', text_dims=16, bottleneck=8)
+    plain = SAMImageEncoder('tiny', img_size=64, adapter_cfg=cfg)
+    compiled = SAMImageEncoder('tiny', img_size=64, adapter_cfg=cfg,
+                               compile_blocks=dict(backend='eager', dynamic=False))
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    compiled.load_state_dict(plain.state_dict())
+    x, t = torch.randn(2, 3, 64, 64), torch.randn(2, 16)
+    assert torch.allclose(compiled(x, t)[0], plain(x, t)[0], atol=1e-6)

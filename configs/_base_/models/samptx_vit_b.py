@@ -20,6 +20,13 @@ model = dict(
         arch='vit_b',
         img_size=sam_img_size,
         frozen=True,
+        # Fast paths (docs/benchmarks.md): attention through SDPA with the rel-pos bias as
+        # extra head dims (True; 'global' is faster on CPUs), the frozen trunk in bf16 where
+        # the device computes it natively ('auto'; None keeps fp32), and activation
+        # checkpointing (True, or a list of block indices) when memory is short.
+        fused_attn=True,
+        autocast_dtype='auto',
+        with_cp=False,
         adapter_cfg=dict(
             type='ParallelTextAdapter',
             blocks=None,      # None: every block; or a list of block indices

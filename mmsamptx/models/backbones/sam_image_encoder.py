@@ -83,6 +83,9 @@ class SAMImageEncoder(BaseModule):
             dtype; outputs are float32. ``'auto'``: bfloat16 where the device
             computes it natively (CUDA with bf16, a CPU with AVX512-BF16/AMX),
             else float32. ``None`` (default) keeps float32 throughout.
+        compile_blocks: ``torch.compile`` every block in place (``True``, or a dict of
+            ``torch.compile`` arguments), compiled on first use; state-dict keys
+            are unchanged. Measured slower on this project's CPU (docs/benchmarks.md).
         checkpoint: an official SAM file or URL, loaded in :meth:`init_weights`
             (equivalently ``init_cfg=dict(type='Pretrained', checkpoint=...)``).
     """
@@ -93,6 +96,7 @@ class SAMImageEncoder(BaseModule):
                  adapter_cfg: Optional[dict] = None, prompt_cfg: Optional[dict] = None,
                  fused_attn: Union[bool, str] = True,
                  with_cp: Union[bool, Sequence[int]] = False, autocast_dtype: Optional[str] = None,
+                 compile_blocks: Union[bool, dict] = False,
                  checkpoint: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -134,6 +138,10 @@ class SAMImageEncoder(BaseModule):
         if adapter_cfg is not None:
             from ..adapters import attach_adapters
             attach_adapters(self, adapter_cfg)
+        self.compile_blocks = compile_blocks
+        if compile_blocks:
+            for blk in self.blocks:  # after the adapters: they are part of the compiled block
+                blk.compile(**(compile_blocks if isinstance(compile_blocks, dict) else {}))
         self.prompt_cfg = copy.deepcopy(prompt_cfg)
         self.prompt_tokens: Optional[nn.Module] = None
         if prompt_cfg is not None:
