@@ -23,7 +23,10 @@ by side (interleaved) on the same inputs:
   cache          decoder-only training epoch (no adapters, frozen encoder) with the
                  segmentor's image-embedding cache, filled by an earlier epoch, against
                  re-encoding every image (left out, with a note, where the segmentor
-                 has no ``embedding_cache``)
+                 has no ``embedding_cache``); a second row against the naive
+                 reference's decoder-only epoch (segment_anything's encoder in fp32,
+                 eager, re-run on each image once per step, then one decoder call per
+                 sample)
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the allocation
 before the step; on CPU the growth of the process's peak resident set size
@@ -385,7 +388,10 @@ class NaiveReference(nn.Module):
     def forward_sample(self, image, text, points):
         """image (1, 3, S, S), text (1, D) or None, points (1, N, 2) or None -> logits, iou."""
         self.set_text(text)
-        emb = self.image_encoder(image)
+        return self.decode(self.image_encoder(image), text, points)
+
+    def decode(self, emb, text, points):
+        """emb (1, 256, s, s) of one image -> the sample's logits, iou."""
         pts = None if points is None else (points, torch.ones(points.shape[:2], dtype=torch.long,
                                                               device=points.device))
         sparse, dense = self.prompt_encoder(points=pts, boxes=None, masks=None)
@@ -929,7 +935,8 @@ def text150_row(args, cfg, device, log):
 # ----------------------------------------------------------------------------- cache
 def cache_row(args, cfg, device, log):
     """Decoder-only training epoch: the segmentor's image-embedding cache (filled by an earlier
-    epoch) against re-encoding every image. Both ours; returns (row, None) or (None, note)."""
+    epoch) against ours re-encoding every image, and against the naive reference's decoder-only
+    epoch. Returns ([row, row], None) or (None, note)."""
     import inspect
 
     from mmsamptx.models.segmentors.class_prompted_sam import ClassPromptedSAM
@@ -960,15 +967,35 @@ def cache_row(args, cfg, device, log):
     epoch('cached')
     cache = models['cached'].embedding_cache
     filled = (cache.hits, cache.misses) if hasattr(cache, 'hits') else None
-    times = interleaved(dict(cached=lambda: epoch('cached'), encode=lambda: epoch('encode')),
-                        args.warmup, args.repeats, device, log)
+    ref = build_reference(models['encode']).train()
+    ref_opt = torch.optim.AdamW([p for p in ref.parameters() if p.requires_grad], lr=1e-4)
+    ref_rng = torch.Generator().manual_seed(args.seed + 3)
+
+    def ref_epoch():
+        for s in range(n_steps):
+            sl = slice(s * args.batch, (s + 1) * args.batch)
+            picks = naive_training_samples(samples[sl], args.classes_per_image, ref_rng)
+            embs = {b: ref.image_encoder(images[sl][b:b + 1]) for b in {p[0] for p in picks}}
+            out = [ref.decode(embs[b], None, pts) for b, _, pts, _ in picks]
+            losses = ref.loss(torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out]),
+                              torch.stack([t for *_, t in picks]))
+            sum(losses.values()).backward()
+            ref_opt.step()
+            ref_opt.zero_grad(set_to_none=True)
+
+    times = interleaved(dict(cached=lambda: epoch('cached'), encode=lambda: epoch('encode'),
+                             ref=ref_epoch), args.warmup, args.repeats, device, log)
     hits = (cache.hits, cache.misses) if hasattr(cache, 'hits') else None
     n = args.batch * n_steps
-    name = f'decoder-only epoch of {n} images: embedding cache vs re-encoding'
-    note = (f'both ours (no adapters, frozen encoder), {n_steps} step(s) of batch {args.batch}, '
+    note = (f'ours without adapters, frozen encoder, {n_steps} step(s) of batch {args.batch}, '
             f'K={args.classes_per_image}; the cache was filled by one earlier epoch'
             + (f'; cache hits/misses after filling {filled}, at the end {hits}' if hits else ''))
-    return timed_row(name, times, 's/epoch', 1, note, sides=('cached', 'encode')), None
+    rows = [timed_row(f'decoder-only epoch of {n} images: embedding cache vs ours re-encoding',
+                      times, 's/epoch', 1, note, sides=('cached', 'encode')),
+            timed_row(f'decoder-only epoch of {n} images: embedding cache vs reference re-encoding',
+                      times, 's/epoch', 1, note + '; reference: segment_anything encoder fp32 eager '
+                      'once per image per step, decoder per sample', sides=('cached', 'ref'))]
+    return rows, None
 
 
 # ------------------------------------------------------------------------------- main
@@ -1087,9 +1114,9 @@ def main(argv=None):
             result['notes'].append(note)
     if 'cache' in rows:
         log('decoder-only epoch with and without the embedding cache ...')
-        row, note = cache_row(args, cfg, device, log)
-        if row is not None:
-            result['rows'].append(row)
+        cache_rows, note = cache_row(args, cfg, device, log)
+        if cache_rows is not None:
+            result['rows'].extend(cache_rows)
         else:
             result['notes'].append(note)
     result['load_average_after'] = load_average()

@@ -14,8 +14,13 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-RUNS = (('decoder-only', 'configs/demo/decoder-only_demo.py'),
-        ('SAM-PTx (Parallel-Text)', 'configs/demo/samptx_demo.py'))
+#: The demo configs by name; ``--runs`` picks some (default: the first two).
+RUNS = {'decoder-only': ('decoder-only', 'configs/demo/decoder-only_demo.py'),
+        'samptx': ('SAM-PTx (Parallel-Text)', 'configs/demo/samptx_demo.py'),
+        'parallel-adapter': ('Parallel-Adapter (no text)', 'configs/demo/parallel-adapter_demo.py'),
+        'samptx-last2': ('SAM-PTx, text in the last 2 of 4 blocks',
+                         'configs/demo/samptx-last2_demo.py')}
+DEFAULT_RUNS = 'decoder-only,samptx'
 
 
 def run(cmd, log_path):
@@ -36,7 +41,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--iters', type=int, default=None, help='override the configs\' iterations')
+    parser.add_argument('--runs', default=DEFAULT_RUNS,
+                        help=f'comma-separated runs, of {",".join(RUNS)} (default: {DEFAULT_RUNS})')
+    parser.add_argument('--mode', default='prompted', choices=('prompted', 'text'),
+                        help="test_cfg.mode of the tests: 'prompted' (class + 1 point, the paper's "
+                             "protocol) or 'text' (every class by its name alone; models with text)")
     args = parser.parse_args(argv)
+    names = [r.strip() for r in args.runs.split(',') if r.strip()]
+    unknown = [r for r in names if r not in RUNS]
+    if unknown or not names:
+        parser.error(f'--runs: unknown {unknown}; choose from {",".join(RUNS)}')
     sys.path.insert(0, ROOT)
     from mmsamptx.demo import make_ambiguous_shapes
     from mmsamptx.utils.curves import plot_curves
@@ -46,13 +60,15 @@ def main(argv=None):
     data_root = make_ambiguous_shapes(osp.join(work_dir, 'data'))
     print(f'Generated dataset (ADE20K layout): {data_root}')
     results, run_dirs = {}, {}
-    for name, config in RUNS:
+    for name, config in (RUNS[r] for r in names):
         slug = osp.basename(config)[:-len('_demo.py')]
         run_dir = osp.join(work_dir, slug)
         run_dirs[name] = run_dir
         opts = [f'train_dataloader.dataset.data_root={data_root}',
                 f'val_dataloader.dataset.data_root={data_root}',
                 f'test_dataloader.dataset.data_root={data_root}']
+        test_opts = [f'model.test_cfg.mode={args.mode}', f'val_evaluator.prefix={args.mode}',
+                     f'test_evaluator.prefix={args.mode}']
         if args.iters:
             opts += [f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.iters}']
         print(f'\n== {name}: training ==')
@@ -63,7 +79,7 @@ def main(argv=None):
         print(f'== {name}: testing ==')
         out = run([sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
                    osp.join(run_dir, 'test'), '--show-dir', osp.join(run_dir, 'overlays'),
-                   '--cfg-options', *opts],
+                   '--cfg-options', *opts, *test_opts],
                   osp.join(work_dir, f'{slug}_test.log'))
         found = re.findall(r'mIoU: ([0-9.]+)', out)
         if not found:
@@ -71,7 +87,8 @@ def main(argv=None):
         results[name] = float(found[-1])
 
     curves = plot_curves(run_dirs, osp.join(work_dir, 'curves.png'))
-    print('\n== Held-out mIoU on the ambiguous-shapes task (prompted: class + 1 point) ==')
+    protocol = 'prompted: class + 1 point' if args.mode == 'prompted' else 'text: class names only'
+    print(f'\n== Held-out mIoU on the ambiguous-shapes task ({protocol}) ==')
     for name, miou in results.items():
         print(f'  {name:<26} {miou:6.2f}')
     print(f'\nCurves:   {curves}')
