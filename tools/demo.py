@@ -90,7 +90,7 @@ def main(argv=None):
     protocol = 'prompted: class + 1 point' if args.mode == 'prompted' else 'text: class names only'
     print(f'\n== Held-out mIoU on the ambiguous-shapes task ({protocol}) ==')
     for name, miou in results.items():
-        print(f'  {name:<26} {miou:6.2f}')
+        print(f'  {name:<40} {miou:6.2f}')
     print(f'\nCurves:   {curves}')
     for name, run_dir in run_dirs.items():
         print(f'Overlays: {osp.join(run_dir, "overlays", "vis_data", "vis_image")}  ({name})')

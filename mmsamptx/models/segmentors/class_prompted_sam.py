@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..utils.embedding_cache import ImageEmbeddingCache, weights_digest
 from ..utils.param_report import format_parameter_report
+from ..utils.precision import resolve_autocast_dtype
 from .point_sampler import PointSampler
 
 INFERENCE_MODES = ('prompted', 'text', 'auto')
@@ -211,9 +212,11 @@ class ClassPromptedSAM(BaseSegmentor):
     def encoder_weights_digest(self) -> str:
         """A hash of the image encoder and neck weights and the settings that change their output."""
         bb = self.backbone
+        # the dtype the trunk really runs in here ('auto' depends on the device)
+        dtype = resolve_autocast_dtype(bb.autocast_dtype, next(bb.parameters()).device.type)
         desc = json.dumps(dict(encoder=type(bb).__name__, arch=str(bb.arch), depth=bb.depth,
                                patch=bb.patch_size, img_size=bb.img_size,
-                               autocast=bb.autocast_dtype, neck=type(self.neck).__name__))
+                               autocast=str(dtype), neck=type(self.neck).__name__))
         named = list(bb.state_dict(prefix='backbone.').items()) + \
             list(self.neck.state_dict(prefix='neck.').items())
         return weights_digest(named, desc)
