@@ -159,14 +159,20 @@ def test_class_without_pixels_has_no_points():
         PointSampler(1).sample(torch.zeros(4, 4, dtype=torch.bool), torch.Generator(), 'class 3 of img.jpg')
 
 
-def test_shared_early_blocks_equal_per_sample_encoding():
-    """Text only in the last k blocks: the first blocks run once per image, with the same result."""
+def tiny_model_with_text_in_last_two_blocks():
+    """The demo model with text adapters (non-zero output) in blocks 2 and 3 of 4 only."""
     torch.manual_seed(0)
     model = tiny_model()
     model.backbone = MODELS.build(dict(type='SAMImageEncoder', arch='tiny', img_size=128, adapter_cfg=dict(
         type='ParallelTextAdapter', text_dims=64, bottleneck=8, blocks=[2, 3])))
     for blk in model.backbone.blocks[2:]:
         torch.nn.init.normal_(blk.adapter.up.weight, std=0.1)
+    return model
+
+
+def test_shared_early_blocks_equal_per_sample_encoding():
+    """Text only in the last k blocks: the first blocks run once per image, with the same result."""
+    model = tiny_model_with_text_in_last_two_blocks()
     assert model.backbone.first_conditioned_block == 2
     calls = []
     model.backbone.blocks[0].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
@@ -180,12 +186,7 @@ def test_shared_early_blocks_equal_per_sample_encoding():
 
 def test_text_mode_runs_the_shared_blocks_once_per_image_for_every_class_chunk():
     """Chunking the vocabulary changes neither the answer nor the number of shared passes."""
-    torch.manual_seed(0)
-    model = tiny_model()
-    model.backbone = MODELS.build(dict(type='SAMImageEncoder', arch='tiny', img_size=128, adapter_cfg=dict(
-        type='ParallelTextAdapter', text_dims=64, bottleneck=8, blocks=[2, 3])))
-    for blk in model.backbone.blocks[2:]:
-        torch.nn.init.normal_(blk.adapter.up.weight, std=0.1)
+    model = tiny_model_with_text_in_last_two_blocks()
     model.eval()
     calls = []
     model.backbone.blocks[0].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))

@@ -11,7 +11,7 @@ from mmseg.registry import MODELS
 
 from ..utils.precision import resolve_autocast_dtype
 from ..utils.sam_block import SAMBlock
-from ..utils.sam_checkpoint import load_sam_part
+from ..utils.sam_checkpoint import load_sam_part, sam_checkpoint_of
 
 #: The encoders of ``segment_anything.build_sam`` (patch 16, window 14, MLP ratio 4),
 #: plus ``tiny`` for tests and CPU demos (no official weights).
@@ -202,9 +202,7 @@ class SAMImageEncoder(BaseModule):
 
     def init_weights(self) -> None:
         """Load SAM's encoder weights from ``checkpoint`` / a ``Pretrained`` init_cfg."""
-        checkpoint = self.checkpoint
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            checkpoint = self.init_cfg['checkpoint']
+        checkpoint = sam_checkpoint_of(self)
         if checkpoint is None:
             super().init_weights()
             return

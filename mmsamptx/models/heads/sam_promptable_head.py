@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torchvision.ops import sigmoid_focal_loss
 
-from ..utils.sam_checkpoint import load_sam_part
+from ..utils.sam_checkpoint import load_sam_part, sam_checkpoint_of
 from .sam_mask_decoder import SAMMaskDecoder
 from .sam_prompt_encoder import SAMPromptEncoder
 
@@ -88,9 +88,7 @@ class SAMPromptableHead(BaseModule):
 
     def init_weights(self) -> None:
         """Load SAM's prompt encoder and mask decoder from ``checkpoint`` / a Pretrained init_cfg."""
-        checkpoint = self.checkpoint
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            checkpoint = self.init_cfg['checkpoint']
+        checkpoint = sam_checkpoint_of(self)
         if checkpoint is None:
             super().init_weights()
             return

@@ -7,7 +7,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
 from ..utils.layer_norm_2d import LayerNorm2d
-from ..utils.sam_checkpoint import load_sam_part
+from ..utils.sam_checkpoint import load_sam_part, sam_checkpoint_of
 
 
 @MODELS.register_module()
@@ -33,9 +33,7 @@ class SAMNeck(BaseModule):
                 p.requires_grad = False
 
     def init_weights(self) -> None:
-        checkpoint = self.checkpoint
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            checkpoint = self.init_cfg['checkpoint']
+        checkpoint = sam_checkpoint_of(self)
         if checkpoint is None:
             super().init_weights()
             return

@@ -114,3 +114,12 @@ def load_sam_part(module: nn.Module, checkpoint: str, prefix: str,
         raise ValueError(f'{checkpoint!r} lacks {len(missing)} key(s) of {type(module).__name__}, '
                          f'first {prefix + missing[0]!r}; check `arch`.')
     module.load_state_dict(part, strict=False)
+
+
+def sam_checkpoint_of(module) -> Optional[str]:
+    """The SAM checkpoint a module loads in ``init_weights``: its ``checkpoint`` argument, or the
+    ``checkpoint`` of a ``Pretrained`` ``init_cfg`` (which wins); None for none."""
+    init_cfg = getattr(module, 'init_cfg', None)
+    if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+        return init_cfg['checkpoint']
+    return getattr(module, 'checkpoint', None)
