@@ -135,20 +135,21 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
 
+    from mmengine.dist import is_main_process
     clean = False
     try:
         with engine.unknown_type_hint(args.config):
             runner = engine.build_runner(cfg)
             metrics = runner.test()
         clean = True
+        main_process = is_main_process()  # while the process group still exists
     except engine.CheckpointSecurityError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     finally:
         engine.close_process_group(clean)
 
-    from mmengine.dist import is_main_process
-    if is_main_process():
+    if main_process:
         summary = '  '.join(
             f'{k}: {float(v):.4f}' if isinstance(v, numbers.Real) else f'{k}: {v}'
             for k, v in (metrics or {}).items())

@@ -238,4 +238,5 @@ def test_dist_train_and_test_two_cpu_processes(config, tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     check(proc)
     assert 'mIoU' in proc.stdout
+    assert proc.stdout.count('Test metrics:') == 1  # rank 0 only
     assert env['PYTHON'] == PYTHON
