@@ -968,6 +968,7 @@ def cache_row(args, cfg, device, log):
     cache = models['cached'].embedding_cache
     filled = (cache.hits, cache.misses) if hasattr(cache, 'hits') else None
     ref = build_reference(models['encode']).train()
+    embeds = models['encode'].class_embeddings()  # None unless the head reads text
     ref_opt = torch.optim.AdamW([p for p in ref.parameters() if p.requires_grad], lr=1e-4)
     ref_rng = torch.Generator().manual_seed(args.seed + 3)
 
@@ -976,7 +977,8 @@ def cache_row(args, cfg, device, log):
             sl = slice(s * args.batch, (s + 1) * args.batch)
             picks = naive_training_samples(samples[sl], args.classes_per_image, ref_rng)
             embs = {b: ref.image_encoder(images[sl][b:b + 1]) for b in {p[0] for p in picks}}
-            out = [ref.decode(embs[b], None, pts) for b, _, pts, _ in picks]
+            out = [ref.decode(embs[b], None if embeds is None else embeds[c:c + 1].float(), pts)
+                   for b, c, pts, _ in picks]
             losses = ref.loss(torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out]),
                               torch.stack([t for *_, t in picks]))
             sum(losses.values()).backward()

@@ -21,6 +21,7 @@ RUNS = {'decoder-only': ('decoder-only', 'configs/demo/decoder-only_demo.py'),
         'samptx-last2': ('SAM-PTx, text in the last 2 of 4 blocks',
                          'configs/demo/samptx-last2_demo.py')}
 DEFAULT_RUNS = 'decoder-only,samptx'
+NO_TEXT_RUNS = ('decoder-only', 'parallel-adapter')
 
 
 def run(cmd, log_path):
@@ -51,6 +52,10 @@ def main(argv=None):
     unknown = [r for r in names if r not in RUNS]
     if unknown or not names:
         parser.error(f'--runs: unknown {unknown}; choose from {",".join(RUNS)}')
+    no_text = [r for r in names if r in NO_TEXT_RUNS]
+    if args.mode == 'text' and no_text:
+        parser.error(f'--mode text prompts by class name only, but {",".join(no_text)} read no text; '
+                     'choose runs with text, e.g. --runs samptx,samptx-last2')
     sys.path.insert(0, ROOT)
     from mmsamptx.demo import make_ambiguous_shapes
     from mmsamptx.utils.curves import plot_curves

@@ -219,21 +219,20 @@ def build_runner(cfg):
 
 
 def close_process_group(clean=True):
-    """Destroy the default process group, if any, before the interpreter exits.
+    """After a clean run: meet the other ranks at a barrier, then destroy the process group.
 
     Left to interpreter teardown, gloo's threads and the store's client can be
     destroyed in either order, and a worker whose run had finished sometimes
     aborted there (``terminate called without an active exception``, exit
-    code -6), which torchrun reports as a failed run. With ``clean`` (the run
-    ended normally on every rank) the ranks first meet at a barrier, so none
-    tears its connections down while a peer still uses them; after an error a
-    peer may be gone, so there is no barrier.
+    code -6), which torchrun reports as a failed run. The barrier keeps any
+    rank from tearing its connections down while a peer still uses them.
+    After an error (``clean=False``) nothing is done: peers may be blocked in
+    a collective waiting for this rank, and destroying the group (NCCL) can
+    then block too, so the process exits at once and the launcher sees the
+    failure.
     """
     import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()):
+    if not clean or not (dist.is_available() and dist.is_initialized()):
         return
-    try:
-        if clean:
-            dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    dist.barrier()
+    dist.destroy_process_group()

@@ -82,3 +82,21 @@ def test_restarted_attempts_use_a_fresh_store_prefix(monkeypatch):
     assert master.get('default_pg/rank_0') == b'stale address of attempt 0'
     monkeypatch.setenv('TORCHELASTIC_USE_AGENT_STORE', 'False')
     assert elastic_attempt_store() is None
+
+
+def test_close_process_group_destroys_only_after_a_clean_run():
+    """After an error the group is left alone (a peer may wait in a collective); else it is closed."""
+    from torch import distributed as dist
+
+    from mmsamptx.engine import close_process_group
+    store = dist.TCPStore('127.0.0.1', 0, 1, is_master=True)
+    dist.init_process_group('gloo', store=store, rank=0, world_size=1)
+    try:
+        close_process_group(clean=False)
+        assert dist.is_initialized()
+        close_process_group(clean=True)
+        assert not dist.is_initialized()
+        close_process_group(clean=True)  # nothing left to close: no error
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -72,10 +72,11 @@ def test_text_changes_features_per_sample():
         assert (same[0] - same[1]).abs().max() <= 1e-6      # same class, same features
 
 
-def test_activation_checkpointing_keeps_adapter_gradients():
+@pytest.mark.parametrize('with_cp', [True, [0, -1]])
+def test_activation_checkpointing_keeps_adapter_gradients(with_cp):
     torch.manual_seed(0)
     cfg = dict(type='ParallelTextAdapter', text_dims=8, bottleneck=4)
-    a = SAMImageEncoder('tiny', img_size=64, adapter_cfg=cfg, with_cp=True)
+    a = SAMImageEncoder('tiny', img_size=64, adapter_cfg=cfg, with_cp=with_cp)
     b = SAMImageEncoder('tiny', img_size=64, adapter_cfg=cfg, with_cp=False)
     for blk in a.blocks:
         torch.nn.init.normal_(blk.adapter.up.weight, std=0.1)
@@ -87,3 +88,13 @@ def test_activation_checkpointing_keeps_adapter_gradients():
     ga, gb = a.blocks[0].adapter.down.weight.grad, b.blocks[0].adapter.down.weight.grad
     assert ga is not None and ga.abs().sum() > 0
     assert torch.allclose(ga, gb, atol=1e-6, rtol=1e-5)
+
+
+def test_checkpointed_blocks_are_the_listed_ones_and_bad_lists_are_named():
+    assert SAMImageEncoder('tiny', img_size=64, with_cp=[0, -1]).cp_blocks == {0, 3}
+    assert SAMImageEncoder('tiny', img_size=64, with_cp=True).cp_blocks == {0, 1, 2, 3}
+    assert SAMImageEncoder('tiny', img_size=64).cp_blocks == set()
+    with pytest.raises(ValueError, match=r'block indices \[4\] out of range for 4 blocks'):
+        SAMImageEncoder('tiny', img_size=64, with_cp=[0, 4])
+    with pytest.raises(ValueError, match='with_cp must be True, False or a list'):
+        SAMImageEncoder('tiny', img_size=64, with_cp='yes')

@@ -162,10 +162,14 @@ def test_frozen_by_default_and_parameter_report():
     assert 'backbone' in text and f'{2 * adapter:,}' in text
 
 
-def test_fused_and_explicit_attention_agree_with_gradients():
+@pytest.mark.parametrize('fused', [True, 'global'])
+def test_fused_and_explicit_attention_agree_with_gradients(fused):
     torch.manual_seed(0)
     cfg = dict(type='ParallelTextAdapter', text_dims=16, bottleneck=8)
-    a = SAMImageEncoder('tiny', img_size=64, fused_attn=True, adapter_cfg=cfg)
+    a = SAMImageEncoder('tiny', img_size=64, fused_attn=fused, adapter_cfg=cfg)
+    # 'global': SDPA in the global-attention blocks (1 and 3 of the tiny arch) only
+    assert [blk.attn.fused for blk in a.blocks] == ([True] * 4 if fused is True else
+                                                    [False, True, False, True])
     b = SAMImageEncoder('tiny', img_size=64, fused_attn=False, adapter_cfg=cfg)
     with torch.no_grad():
         for p in a.parameters():
@@ -225,3 +229,19 @@ def test_compiled_blocks_keep_keys_and_outputs():
     compiled.load_state_dict(plain.state_dict())
     x, t = torch.randn(2, 3, 64, 64), torch.randn(2, 16)
     assert torch.allclose(compiled(x, t)[0], plain(x, t)[0], atol=1e-6)
+
+
+def test_autocast_dtype_auto_follows_the_device_and_bad_values_are_named():
+    from mmsamptx.models.utils.precision import bf16_is_native, resolve_autocast_dtype
+    expected = torch.bfloat16 if bf16_is_native('cpu') else None
+    assert resolve_autocast_dtype('auto', 'cpu') is expected
+    assert resolve_autocast_dtype(None, 'cpu') is None
+    assert resolve_autocast_dtype('bfloat16', 'cpu') is torch.bfloat16
+    enc = SAMImageEncoder('tiny', img_size=64, autocast_dtype='auto')
+    tokens = enc.embed(torch.randn(1, 3, 64, 64))
+    assert tokens.dtype == (expected or torch.float32)  # the residual stream's dtype
+    assert enc(torch.randn(1, 3, 64, 64))[0].dtype == torch.float32
+    with pytest.raises(ValueError, match='autocast_dtype must be one of'):
+        SAMImageEncoder('tiny', img_size=64, autocast_dtype='bf16')
+    with pytest.raises(ValueError, match="fused_attn must be True, False or 'global'"):
+        SAMImageEncoder('tiny', img_size=64, fused_attn='window')

@@ -85,3 +85,13 @@ def test_infer_writes_mask_and_overlay_and_names_bad_points(trained, tmp_path):
                      '--text', 'plate', '--points', '500,10', '--out-dir', str(tmp_path)])
     assert proc.returncode == 2
     assert 'point (500, 10) lies outside the 451x300 image' in proc.stderr
+
+
+def test_demo_refuses_text_mode_for_runs_without_text(tmp_path):
+    """Refused before any data is generated or model trained."""
+    proc = run_tool(['tools/demo.py', '--mode', 'text', '--work-dir', str(tmp_path / 'demo')])
+    assert proc.returncode == 2
+    assert '--mode text prompts by class name only, but decoder-only read no text' in proc.stderr
+    proc = run_tool(['tools/demo.py', '--runs', 'samptx,nope', '--work-dir', str(tmp_path / 'demo')])
+    assert proc.returncode == 2 and "--runs: unknown ['nope']" in proc.stderr
+    assert not (tmp_path / 'demo').exists()

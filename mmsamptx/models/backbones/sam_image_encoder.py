@@ -229,10 +229,11 @@ class SAMImageEncoder(BaseModule):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch tokens with position: (B, C, H, W) -> (B, H/16, W/16, embed_dims)."""
         self.check_input(x)
-        # float32 even under autocast: < 1 % of the encoder's FLOPs, and a bf16
-        # convolution on the CPU takes a large oneDNN scratch buffer (771 MiB for
-        # one 512 x 512 image at ViT-B), the peak of a whole training step.
-        x = self.patch_embed(x.float())
+        # float32 even under an outer autocast: < 1 % of the encoder's FLOPs, and a
+        # bf16 convolution on the CPU takes a large oneDNN scratch buffer (771 MiB
+        # for one 512 x 512 image at ViT-B), the peak of a whole training step.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = self.patch_embed(x.float())
         x = x + self._pos_embed(x.shape[1], x.shape[2])
         dtype = resolve_autocast_dtype(self.autocast_dtype, x.device.type)
         return x if dtype is None else x.to(dtype)  # the residual stream in the autocast dtype

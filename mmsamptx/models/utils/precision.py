@@ -9,7 +9,8 @@ AUTOCAST_DTYPES = (None, 'auto', 'bfloat16', 'float16')
 def bf16_is_native(device_type: str) -> bool:
     """Whether the device computes bfloat16 natively (CUDA with bf16; a CPU with AVX512-BF16/AMX)."""
     if device_type == 'cuda':
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # not emulated: GPUs before compute capability 8 "support" bf16 only slowly
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device_type == 'cpu':
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
