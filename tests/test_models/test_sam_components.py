@@ -167,9 +167,10 @@ def test_fused_and_explicit_attention_agree_with_gradients(fused):
     torch.manual_seed(0)
     cfg = dict(type='ParallelTextAdapter', text_dims=16, bottleneck=8)
     a = SAMImageEncoder('tiny', img_size=64, fused_attn=fused, adapter_cfg=cfg)
-    # 'global': SDPA in the global-attention blocks (1 and 3 of the tiny arch) only
+    # 'global': SDPA in the global-attention blocks (1 and 3 of the tiny arch); in the windowed
+    # ones only where no gradient flows through the attention
     assert [blk.attn.fused for blk in a.blocks] == ([True] * 4 if fused is True else
-                                                    [False, True, False, True])
+                                                    ['no_grad', True, 'no_grad', True])
     b = SAMImageEncoder('tiny', img_size=64, fused_attn=False, adapter_cfg=cfg)
     with torch.no_grad():
         for p in a.parameters():
@@ -245,3 +246,28 @@ def test_autocast_dtype_auto_follows_the_device_and_bad_values_are_named():
         SAMImageEncoder('tiny', img_size=64, autocast_dtype='bf16')
     with pytest.raises(ValueError, match="fused_attn must be True, False or 'global'"):
         SAMImageEncoder('tiny', img_size=64, fused_attn='window')
+
+
+def test_no_grad_attention_fuses_exactly_where_no_gradient_flows(monkeypatch):
+    import mmsamptx.models.utils.rel_pos_attention as rpa
+    calls, real = [], rpa.sdpa_with_rel_pos
+    monkeypatch.setattr(rpa, 'sdpa_with_rel_pos', lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    attn = rpa.RelPosAttention(32, num_heads=4, use_rel_pos=True, input_size=(4, 4), fused='no_grad')
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(0, 0.5)
+    x = torch.randn(1, 4, 4, 32)
+    with torch.no_grad():
+        fused_out = attn(x)
+    assert len(calls) == 1                  # inference: SDPA
+    explicit_out = attn(x)
+    assert len(calls) == 1                  # trainable rel-pos tables: explicit
+    assert (fused_out - explicit_out).abs().max() <= 1e-5
+    for p in attn.parameters():
+        p.requires_grad_(False)
+    attn(x)
+    assert len(calls) == 2                  # frozen block, input without grad: SDPA
+    attn(x.clone().requires_grad_())
+    assert len(calls) == 2                  # a gradient flows to the input: explicit
+    with pytest.raises(ValueError, match="fused must be True, False or 'no_grad'"):
+        rpa.RelPosAttention(32, num_heads=4, fused='yes')

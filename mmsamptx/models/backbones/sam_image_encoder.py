@@ -72,8 +72,10 @@ class SAMImageEncoder(BaseModule):
             relative-position bias folded into extra head dims (no mask, no
             (L, L) matrix kept for backward): ``True`` in every block, ``False``
             in none (SAM's explicit softmax), ``'global'`` in the global-attention
-            blocks only. On a CPU, SDPA wins in global blocks (long sequences)
-            and loses in the backward pass of windowed ones (docs/benchmarks.md).
+            blocks, and in windowed ones only where no gradient flows through them
+            (inference, frozen early blocks). On a CPU, SDPA wins in global blocks
+            and in every forward, and loses in the backward pass of windowed
+            blocks (docs/benchmarks.md).
         with_cp: non-reentrant activation checkpointing in training: ``True``
             for every block, ``False`` for none, or a list of block indices
             (negative ones count from the end). Checkpointing a block trades
@@ -125,8 +127,7 @@ class SAMImageEncoder(BaseModule):
             SAMBlock(self.embed_dims, numbers['num_heads'], mlp_ratio=mlp_ratio,
                      window_size=0 if i in numbers['global_attn_indexes'] else window_size,
                      input_size=(grid, grid),
-                     fused_attn=fused_attn is True or (fused_attn == 'global'
-                                                       and i in numbers['global_attn_indexes']))
+                     fused_attn=self._block_fused(fused_attn, i in numbers['global_attn_indexes']))
             for i in range(self.depth)
         ])
         # Everything built so far is SAM; anything attached later (adapters) is not.
@@ -164,6 +165,13 @@ class SAMImageEncoder(BaseModule):
         """
         return next((i for i, b in enumerate(self.blocks)
                      if getattr(b.adapter, 'conditioned', False)), None)
+
+    @staticmethod
+    def _block_fused(fused_attn, is_global: bool):
+        """A block's ``RelPosAttention(fused=...)`` for the encoder's ``fused_attn``."""
+        if fused_attn == 'global':
+            return True if is_global else 'no_grad'
+        return fused_attn
 
     @staticmethod
     def _resolve_cp_blocks(with_cp, depth: int) -> frozenset:

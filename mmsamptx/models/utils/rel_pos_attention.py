@@ -1,5 +1,5 @@
 """Multi-head attention with SAM's decomposed relative-position bias, in explicit and fused form."""
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -133,12 +133,18 @@ class RelPosAttention(nn.Module):
     folded into extra head dimensions (:func:`sdpa_with_rel_pos`); nothing of
     size (L, L) is kept for the backward pass. ``fused=False`` is the explicit
     reference (``softmax(q k^T * scale + bias) v`` written out).
+    ``fused='no_grad'``: fused where no gradient flows through the attention
+    (inference, or a frozen block whose input needs no gradient), explicit where
+    one does (on a CPU the explicit backward of short windowed sequences is the
+    faster one).
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
                  use_rel_pos: bool = False, input_size: Optional[Tuple[int, int]] = None,
-                 fused: bool = True) -> None:
+                 fused: Union[bool, str] = True) -> None:
         super().__init__()
+        if fused not in (True, False, 'no_grad'):
+            raise ValueError(f"fused must be True, False or 'no_grad', got {fused!r}")
         if dim % num_heads:
             raise ValueError(f'embed dim {dim} is not divisible by num_heads {num_heads}')
         self.num_heads = num_heads
@@ -173,6 +179,10 @@ class RelPosAttention(nn.Module):
         out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
         return self.proj(out)
 
+    @property
+    def rel_pos_requires_grad(self) -> bool:
+        return self.use_rel_pos and (self.rel_pos_h.requires_grad or self.rel_pos_w.requires_grad)
+
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
                 num_prompts: int = 0) -> torch.Tensor:
         """Attention of (B * heads, L, head_dim) q, k, v over an (h, w) grid (+ prompt tokens).
@@ -181,7 +191,9 @@ class RelPosAttention(nn.Module):
         carry no relative position (zero bias in their rows and columns).
         """
         n = hw[0] * hw[1]
-        if self.fused:
+        fused = self.fused is True or (self.fused == 'no_grad' and not (
+            torch.is_grad_enabled() and (q.requires_grad or self.rel_pos_requires_grad)))
+        if fused:
             rel = key_pos = None
             if self.use_rel_pos:
                 rel = torch.cat(rel_pos_terms(q[:, :n], self.rel_pos_h, self.rel_pos_w, hw, hw), -1)
