@@ -117,7 +117,8 @@ def parse_args(argv=None):
     parser.add_argument('--fused-attn', default='auto', choices=('auto', 'on', 'off', 'global'),
                         help="ours: attention through scaled_dot_product_attention with the "
                              "relative-position bias as extra head dims ('on'), SAM's explicit "
-                             "softmax ('off'), or SDPA in the global-attention blocks only ('global'); "
+                             "softmax ('off'), or SDPA in the global-attention blocks and in windowed ones "
+                             "only where no gradient flows ('global'); "
                              "'auto': on for CUDA, global on the CPU (measured: docs/benchmarks.md)")
     parser.add_argument('--with-cp', default='auto', type=parse_cp_blocks,
                         help="ours: non-reentrant activation checkpointing of encoder blocks in "
