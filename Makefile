@@ -35,7 +35,8 @@ test: install
 
 bench: install
 	$(PY) tools/benchmark.py --arch vit_b --img-size 512 --batch 1 --classes-per-image 4 \
-		--warmup 1 --repeats 3 --text-img-size 256 --json work_dirs/benchmark/bench.json
+		--warmup 1 --repeats 3 --text-img-size 256 --json work_dirs/benchmark/bench.json \
+		--plot work_dirs/benchmark/bench.png
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache

@@ -156,6 +156,7 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--json', default=None, help='write the results here')
+    parser.add_argument('--plot', default=None, help='write a PNG bar chart of the ratios here')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)  # "<row>:<ours|ref>"
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -877,10 +878,10 @@ def memory_in_subprocesses(args, row, log, kind=''):
         if skip:
             skip = False
             continue
-        if a in ('--json', '--rows', '--worker'):
+        if a in ('--json', '--rows', '--worker', '--plot'):
             skip = True
             continue
-        if a.startswith(('--json=', '--rows=', '--worker=')):
+        if a.startswith(('--json=', '--rows=', '--worker=', '--plot=')):
             continue
         clean.append(a)
     peaks = {'ours': [], 'ref': []}
@@ -1131,12 +1132,49 @@ def main(argv=None):
     print(f'equivalence (fp32): rel. logit diff {eq["rel_logit_diff"]:.2e}, mask agreement '
           f'{eq["mask_agreement"]:.4f}, rel. loss diff {eq["max_rel_loss_diff"]:.2e}; '
           f'device: {result["device"]}; load {load_before} -> {result["load_average_after"]}')
+    from mmsamptx.utils.io import atomic_write
     if args.json:
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=2)
+        with atomic_write(args.json) as f:
+            f.write(json.dumps(result, indent=2).encode())
         print(f'wrote {args.json}')
+    if args.plot:
+        print(f'wrote {plot_ratios(result, args.plot)}')
     return 0
+
+
+def plot_ratios(result, out_png):
+    """A horizontal bar per row: its wall-clock ratio (above 1: ours better), with the 1x line."""
+    import io
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from mmsamptx.utils.io import atomic_write
+    rows = result['rows']
+    names = [r['name'] if len(r['name']) <= 60 else r['name'][:57] + '...' for r in rows]
+    ratios = [r['ratio'] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.4))
+    colours = ['tab:green' if x >= 1 else 'tab:red' for x in ratios]
+    ax.barh(range(len(rows)), ratios, color=colours)
+    ax.axvline(1.0, color='black', linewidth=1)
+    for i, x in enumerate(ratios):
+        ax.text(x, i, f' {x:.2f}x', va='center')
+    ax.set_yticks(range(len(rows)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel('ours vs reference (above 1: ours better)')
+    ax.set_xlim(0, max(ratios + [1.0]) * 1.25)
+    ax.set_title(f"{result['arch']} {result['img_size']}px, K={result['classes_per_image']}: "
+                 f"{result['device'][:70]}", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=100)
+    plt.close(fig)
+    os.makedirs(osp.dirname(osp.abspath(out_png)), exist_ok=True)
+    with atomic_write(out_png) as f:
+        f.write(buf.getvalue())
+    return out_png
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -29,7 +30,8 @@ def bench(tmp_path_factory):
     """One run of the tool, every row, as users call it: (JSON, stdout)."""
     out = tmp_path_factory.mktemp('bench') / 'bench.json'
     proc = subprocess.run([sys.executable, TOOL, *TINY, '--classes-per-image', '2',
-                           '--text-classes', '24', '--json', str(out)],
+                           '--text-classes', '24', '--json', str(out),
+                           '--plot', str(out.with_suffix('.png'))],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
@@ -54,6 +56,14 @@ def test_json_schema_and_every_row(bench):
     # the cache rows are there, or the JSON says why not
     cache_rows = [n for n in names if 'embedding cache' in n]
     assert len(cache_rows) == 2 or any('cache' in n for n in result['notes'])
+
+
+def test_ratio_chart_is_written(bench, tmp_path_factory):
+    from PIL import Image
+    result, stdout = bench
+    png = re.search(r'wrote (\S+\.png)', stdout).group(1)
+    with Image.open(png) as im:
+        assert im.format == 'PNG' and im.size[1] > 100
 
 
 def test_every_ratio_follows_the_direction_rule(bench):
