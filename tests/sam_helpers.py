@@ -34,3 +34,14 @@ def randomise_zero_inits(model, seed=0, std=0.02):
             if 'pos_embed' in name or 'rel_pos' in name or p.abs().sum() == 0:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
     return model
+
+
+def load_encoder_and_neck(checkpoint, arch='tiny', img_size=64, **encoder_kwargs):
+    """Our SAMImageEncoder + SAMNeck with ``checkpoint`` loaded through ``init_weights``."""
+    from mmsamptx.models.backbones import SAMImageEncoder
+    from mmsamptx.models.necks import SAMNeck
+    enc = SAMImageEncoder(arch, img_size=img_size, checkpoint=checkpoint, **encoder_kwargs)
+    neck = SAMNeck(enc.embed_dims, checkpoint=checkpoint)
+    enc.init_weights()
+    neck.init_weights()
+    return enc, neck

@@ -182,12 +182,6 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def bf16_is_native(device) -> bool:
-    """Whether the device computes bf16 natively (so autocast pays off)."""
-    from mmsamptx.models.utils.precision import bf16_is_native as native
-    return native(device.type)
-
-
 def resolve_fused(args, device):
     """Ours' ``backbone.fused_attn`` (see ``--fused-attn``)."""
     choice = args.fused_attn
@@ -210,13 +204,14 @@ def resolve_cp(args, device, arch):
 
 
 def resolve_dtype(args, device):
-    """The autocast dtype of ours' trunk (None = float32)."""
-    if args.dtype == 'auto':
-        return 'bfloat16' if bf16_is_native(device) else None
-    return None if args.dtype == 'float32' else args.dtype
+    """The autocast dtype name of ours' trunk (None = float32), by the encoder's own rule."""
+    from mmsamptx.models.utils.precision import resolve_autocast_dtype
+    dtype = resolve_autocast_dtype(None if args.dtype == 'float32' else args.dtype, device.type)
+    return None if dtype is None else str(dtype).replace('torch.', '')
 
 
 def describe_device(device) -> str:
+    from mmsamptx.models.utils.precision import bf16_is_native
     if device.type == 'cuda':
         return f'{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})'
     name = platform.processor() or platform.machine()
@@ -227,7 +222,7 @@ def describe_device(device) -> str:
         pass
     return (f'CPU: {name}, {os.cpu_count()} logical cores, torch {torch.__version__} with '
             f'{torch.get_num_threads()} threads, capability {torch.backends.cpu.get_cpu_capability()}'
-            f', native bf16: {bf16_is_native(device)}')
+            f', native bf16: {bf16_is_native(device.type)}')
 
 
 def load_average():
@@ -1069,25 +1064,19 @@ def main(argv=None):
     result['equivalence'] = check_equivalence(sides, args)
     log(f'  equivalence: {result["equivalence"]}')
     k = args.classes_per_image
-    if 'train' in rows:
-        log('training step ...')
-        t = interleaved(dict(ours=sides.ours_train_step, ref=sides.ref_train_step),
-                        args.warmup, args.repeats, device, log)
-        result['rows'].append(timed_row(f'training step (batch {args.batch}, K={k} classes/image)',
-                                        t, 'images/s', args.batch))
-    if 'infer_image' in rows:
-        log('inference per image ...')
-        t = interleaved(dict(ours=sides.ours_infer, ref=sides.ref_infer),
-                        args.warmup, args.repeats, device, log)
-        result['rows'].append(timed_row(f'inference per image ({k} class prompts, 1 point each)',
-                                        t, 's/image', args.batch))
-    if 'infer_prompt' in rows:
-        log('inference per prompt ...')
-        t = interleaved(dict(ours=lambda: sides.ours_infer(single=True),
-                             ref=lambda: sides.ref_infer(single=True)),
-                        args.warmup, args.repeats, device, log)
-        result['rows'].append(timed_row('inference per prompt (one image, one class + point, alone)',
-                                        t, 's/prompt', 1))
+    timed = (  # row, what is logged, its two sides, its name, unit, items per call
+        ('train', 'training step', sides.ours_train_step, sides.ref_train_step,
+         f'training step (batch {args.batch}, K={k} classes/image)', 'images/s', args.batch),
+        ('infer_image', 'inference per image', sides.ours_infer, sides.ref_infer,
+         f'inference per image ({k} class prompts, 1 point each)', 's/image', args.batch),
+        ('infer_prompt', 'inference per prompt', functools.partial(sides.ours_infer, single=True),
+         functools.partial(sides.ref_infer, single=True),
+         'inference per prompt (one image, one class + point, alone)', 's/prompt', 1))
+    for row, what, ours_fn, ref_fn, name, unit, per in timed:
+        if row in rows:
+            log(f'{what} ...')
+            t = interleaved(dict(ours=ours_fn, ref=ref_fn), args.warmup, args.repeats, device, log)
+            result['rows'].append(timed_row(name, t, unit, per))
     del sides
     _release_free_memory()
     for row, label in (

@@ -21,8 +21,9 @@ import mmsamptx  # noqa: F401
 from mmsamptx.models.adapters import DecoderPromptTokens, EncoderPromptTokens
 from mmsamptx.models.backbones import SAMImageEncoder
 from mmsamptx.models.heads import SAMPromptableHead
-from mmsamptx.models.necks import SAMNeck
 from mmsamptx.models.utils import SAMBlock, parameter_report
+
+from sam_helpers import load_encoder_and_neck
 
 
 def decoder_params(mlp_dim):
@@ -106,18 +107,10 @@ def test_encoder_prompt_arguments_are_checked():
 
 
 # ------------------------------------------------------ exactly SAM at P = 0
-def _loaded_encoder(path, **kw):
-    enc = SAMImageEncoder('tiny', img_size=64, checkpoint=path, **kw)
-    neck = SAMNeck(64, checkpoint=path)
-    enc.init_weights()
-    neck.init_weights()
-    return enc, neck
-
-
 @pytest.mark.parametrize('fused', [True, False])
 def test_zero_length_encoder_prompts_equal_sam(tiny_sam_checkpoint, fused):
     path, sam = tiny_sam_checkpoint
-    enc, neck = _loaded_encoder(path, fused_attn=fused)
+    enc, neck = load_encoder_and_neck(path, fused_attn=fused)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ref = sam.image_encoder(x)
@@ -129,7 +122,7 @@ def test_zero_length_encoder_prompts_equal_sam(tiny_sam_checkpoint, fused):
 
 def test_encoder_prompts_load_sam_checkpoint_as_extra_keys_and_change_output(tiny_sam_checkpoint):
     path, sam = tiny_sam_checkpoint
-    enc, neck = _loaded_encoder(path, prompt_cfg=dict(type='EncoderPromptTokens', num_tokens=4,
+    enc, neck = load_encoder_and_neck(path, prompt_cfg=dict(type='EncoderPromptTokens', num_tokens=4,
                                                       depth='deep'))
     assert not enc.is_sam_key('prompt_tokens.tokens') and enc.is_sam_key('pos_embed')
     x = torch.randn(1, 3, 64, 64)

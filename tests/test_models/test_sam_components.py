@@ -7,21 +7,13 @@ from mmsamptx.models.heads import SAMMaskDecoder, SAMPromptEncoder
 from mmsamptx.models.necks import SAMNeck
 from mmsamptx.models.utils import format_parameter_report, load_sam_part, parameter_report
 
-from sam_helpers import build_reference_sam, randomise_zero_inits
-
-
-def build_ours(ckpt, img_size=64, arch='tiny', fused=True):
-    enc = SAMImageEncoder(arch, img_size=img_size, checkpoint=ckpt, fused_attn=fused)
-    neck = SAMNeck(enc.embed_dims, checkpoint=ckpt)
-    enc.init_weights()
-    neck.init_weights()
-    return enc, neck
+from sam_helpers import build_reference_sam, load_encoder_and_neck, randomise_zero_inits
 
 
 @pytest.mark.parametrize('fused', [True, False])
 def test_tiny_encoder_equals_segment_anything(tiny_sam_checkpoint, fused):
     path, sam = tiny_sam_checkpoint
-    enc, neck = build_ours(path, fused=fused)
+    enc, neck = load_encoder_and_neck(path, fused_attn=fused)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         diff = (neck(enc(x))[0] - sam.image_encoder(x)).abs().max().item()
@@ -188,7 +180,7 @@ def test_fused_and_explicit_attention_agree_with_gradients(fused):
 
 def test_other_input_size_interpolates_position_embedding(tiny_sam_checkpoint):
     path, _ = tiny_sam_checkpoint
-    enc, neck = build_ours(path)
+    enc, neck = load_encoder_and_neck(path)
     out = neck(enc(torch.randn(1, 3, 128, 96)))[0]
     assert out.shape == (1, 256, 8, 6)
 

@@ -1,4 +1,5 @@
 """Which autocast dtype a device runs natively."""
+import functools
 from typing import Optional
 
 import torch
@@ -6,6 +7,7 @@ import torch
 AUTOCAST_DTYPES = (None, 'auto', 'bfloat16', 'float16')
 
 
+@functools.lru_cache(maxsize=None)  # asked at every encoder forward; fixed per process
 def bf16_is_native(device_type: str) -> bool:
     """Whether the device computes bfloat16 natively (CUDA with bf16; a CPU with AVX512-BF16/AMX)."""
     if device_type == 'cuda':
