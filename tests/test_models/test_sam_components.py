@@ -263,3 +263,14 @@ def test_no_grad_attention_fuses_exactly_where_no_gradient_flows(monkeypatch):
     assert len(calls) == 2                  # a gradient flows to the input: explicit
     with pytest.raises(ValueError, match="fused must be True, False or 'no_grad'"):
         rpa.RelPosAttention(32, num_heads=4, fused='yes')
+
+
+def test_patch_embedding_runs_in_float32_even_under_an_outer_autocast():
+    """A bf16 patch-embedding convolution took a 771 MiB oneDNN buffer on the CPU (ViT-B, 512²)."""
+    enc = SAMImageEncoder('tiny', img_size=64, autocast_dtype='bfloat16')
+    seen = []
+    enc.patch_embed.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        tokens = enc.embed(torch.randn(1, 3, 64, 64))
+    assert seen == [torch.float32]
+    assert tokens.dtype == torch.bfloat16  # then the residual stream in the autocast dtype
