@@ -1,7 +1,8 @@
 """Benchmark SAM-PTx (this project's fast paths) against a naive segment_anything reference.
 
 One process builds a config's ClassPromptedSAM ("ours", with the fast paths the
-options switch on: fused SDPA attention, bf16 autocast of the frozen trunk,
+options switch on: fused SDPA attention, bf16 autocast of the frozen trunk and
+of the mask decoder,
 non-reentrant activation checkpointing, shared patch embedding / early blocks,
 all (image, class) samples of an image as one batch) and a naive reference made
 of ``segment_anything``'s own ``ImageEncoderViT``, ``PromptEncoder`` and
@@ -111,9 +112,15 @@ def parse_args(argv=None):
                         help='K: (image, class) samples per image, in training and infer_image')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]'")
     parser.add_argument('--dtype', default='auto', choices=('auto', 'float32', 'bfloat16', 'float16'),
-                        help="autocast dtype of ours' frozen trunk; 'auto': bfloat16 where the device "
+                        help="autocast dtype of ours' frozen trunk and mask decoder (whose weights "
+                             "and losses stay float32); 'auto': bfloat16 where the device "
                              'runs it natively (CUDA with bf16, CPU with AVX512-BF16/AMX), else float32. '
                              'The reference is always float32.')
+    parser.add_argument('--loss-size', default='config', choices=('config', 'input', 'mask'),
+                        help="where both sides compute the mask losses (decode_head.loss_size): at "
+                             "the input resolution ('input'), or at the decoder's 4h x 4w mask "
+                             "resolution with the targets sampled down ('mask'); 'config': the "
+                             "config's setting")
     parser.add_argument('--fused-attn', default='auto', choices=('auto', 'on', 'off', 'global'),
                         help="ours: attention through scaled_dot_product_attention with the "
                              "relative-position bias as extra head dims ('on'), SAM's explicit "
@@ -302,6 +309,9 @@ def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names
     bb.with_cp = args.with_cp if fast else False
     bb.autocast_dtype = args.autocast_dtype if fast else None
     bb.compile_blocks = bool(args.compile) if fast else False
+    mcfg.decode_head.autocast_dtype = args.autocast_dtype if fast else None
+    if args.loss_size != 'config':
+        mcfg.decode_head.loss_size = args.loss_size
     if adapter_blocks == 'none':
         bb.adapter_cfg = None
     elif adapter_blocks != 'config':
@@ -367,7 +377,7 @@ class NaiveReference(nn.Module):
     one encoder pass and one decoder call per (image, class) sample."""
 
     def __init__(self, image_encoder, prompt_encoder, mask_decoder, text_proj, multimask,
-                 mask_loss, loss_weights):
+                 mask_loss, loss_weights, loss_size='input'):
         super().__init__()
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
@@ -376,6 +386,7 @@ class NaiveReference(nn.Module):
         self.multimask = multimask
         self.mask_loss = mask_loss
         self.loss_weights = dict(loss_weights)
+        self.loss_size = loss_size
 
     def set_text(self, text):
         for m in self.image_encoder.modules():
@@ -402,7 +413,12 @@ class NaiveReference(nn.Module):
         """SAM's focal (or BCE) + dice + IoU-MSE losses, written out plainly."""
         from torchvision.ops import sigmoid_focal_loss
         b, m = logits.shape[:2]
-        logits = F.interpolate(logits, size=targets.shape[-2:], mode='bilinear', align_corners=False)
+        if self.loss_size == 'mask':  # targets sampled at the logits' pixel centres
+            targets = F.interpolate(targets[:, None].float(), size=logits.shape[-2:],
+                                    mode='nearest-exact')[:, 0].long()
+        else:
+            logits = F.interpolate(logits, size=targets.shape[-2:], mode='bilinear',
+                                   align_corners=False)
         valid = (targets != ignore_index).float()[:, None].expand_as(logits)
         target = (targets == 1).float()[:, None].expand_as(logits)
         if self.mask_loss == 'focal':
@@ -492,7 +508,7 @@ def build_reference(ours) -> NaiveReference:
     if head.text_proj is not None:
         text_proj = nn.Linear(head.text_proj.in_features, head.text_proj.out_features)
     ref = NaiveReference(encoder, prompt_encoder, mask_decoder, text_proj, head.multimask_output,
-                         head.mask_loss, head.loss_weights)
+                         head.mask_loss, head.loss_weights, getattr(head, 'loss_size', 'input'))
     own = dict(ours.named_parameters())
     own.update(ours.named_buffers())
     used = set()
@@ -680,13 +696,16 @@ class Sides:
 # ------------------------------------------------------------------------ equivalence
 @contextlib.contextmanager
 def fp32_trunk(model):
-    """Ours with its fast paths but the trunk in float32 (autocast off)."""
-    saved = model.backbone.autocast_dtype
-    model.backbone.autocast_dtype = None
+    """Ours with its fast paths but the trunk and the mask decoder in float32 (autocast off)."""
+    parts = [m for m in (model.backbone, model.decode_head) if hasattr(m, 'autocast_dtype')]
+    saved = [m.autocast_dtype for m in parts]
+    for m in parts:
+        m.autocast_dtype = None
     try:
         yield
     finally:
-        model.backbone.autocast_dtype = saved
+        for m, dtype in zip(parts, saved):
+            m.autocast_dtype = dtype
 
 
 def check_equivalence(sides, args):
@@ -1044,7 +1063,10 @@ def main(argv=None):
                   arch=args.arch or cfg.model.backbone.get('arch', 'vit_b'),
                   img_size=args.img_size, batch=args.batch,
                   classes_per_image=args.classes_per_image,
-                  ours_trunk_dtype=args.autocast_dtype or 'float32', reference_dtype='float32',
+                  ours_trunk_dtype=args.autocast_dtype or 'float32',
+                  ours_decoder_dtype=args.autocast_dtype or 'float32', reference_dtype='float32',
+                  loss_size=(cfg.model.decode_head.get('loss_size', 'input')
+                             if args.loss_size == 'config' else args.loss_size),
                   fast_paths=dict(fused_attn=args.fused, with_cp=args.with_cp, compile=args.compile,
                                   class_batch=args.class_batch,
                                   autocast=args.autocast_dtype or 'off'),

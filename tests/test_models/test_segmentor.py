@@ -225,3 +225,67 @@ def test_class_names_that_do_not_match_the_dataset_are_refused():
         check_class_names(['wall', 'cup', 'tray'], Data(), 'training')
     with pytest.raises(ValueError, match=r'class_names \(2\) do not match the test dataset.s classes \(3'):
         check_class_names(['wall', 'plate'], Data(), 'test')
+
+
+def test_bf16_autocast_decoder_keeps_float32_weights_outputs_and_gradients():
+    torch.manual_seed(0)
+    model = tiny_model()
+    head = model.decode_head
+    emb, pts = torch.randn(2, 256, 8, 8), torch.tensor([[[20., 30.]], [[90., 100.]]])
+    text = torch.randn(2, 64)
+    with torch.no_grad():
+        ref_logits, ref_iou = head(emb, pts, None, None, text)
+    seen = []
+    head.mask_decoder.transformer.final_attn_token_to_image.out_proj.register_forward_hook(
+        lambda m, i, o: seen.append(o.dtype))
+    head.autocast_dtype = 'bfloat16'
+    logits, iou = head(emb, pts, None, None, text)
+    assert seen == [torch.bfloat16]             # the decoder ran under autocast
+    assert logits.dtype == iou.dtype == torch.float32
+    assert 0 < (logits - ref_logits).abs().max() <= 0.05 * ref_logits.abs().max()
+    targets = (torch.rand(2, 128, 128) > 0.5).long()
+    sum(head.loss(logits, iou, targets).values()).backward()
+    grads = {n: p.grad for n, p in head.named_parameters() if p.requires_grad}
+    assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
+                         for g in grads.values())
+    assert all(p.dtype == torch.float32 for p in head.parameters())
+
+
+def test_decoder_autocast_and_loss_size_values_are_checked():
+    from mmsamptx.models.heads import SAMPromptableHead
+    with pytest.raises(ValueError, match="float16 without a gradient scaler.*AmpOptimWrapper"):
+        SAMPromptableHead(image_size=128, autocast_dtype='float16')
+    with pytest.raises(ValueError, match="autocast_dtype must be one of .* got 'fp8'"):
+        SAMPromptableHead(image_size=128, autocast_dtype='fp8')
+    with pytest.raises(ValueError, match="loss_size must be one of \\('input', 'mask'\\), got 'full'"):
+        SAMPromptableHead(image_size=128, loss_size='full')
+
+
+def test_loss_at_mask_size_samples_targets_at_pixel_centres():
+    from mmsamptx.models.heads.sam_promptable_head import resize_targets
+    torch.manual_seed(0)
+    small = torch.randint(0, 3, (2, 32, 32))
+    small[small == 2] = 255                       # ignored pixels survive as they are
+    big = torch.randint(0, 2, (2, 128, 128))      # noise everywhere but the 4x4 block centres
+    big[:, 2::4, 2::4] = small
+    assert torch.equal(resize_targets(big, (32, 32)), small)
+    head = tiny_model(decode_head=dict(type='SAMPromptableHead', image_size=128,
+                                       loss_size='mask')).decode_head
+    logits, iou = torch.randn(2, 1, 32, 32), torch.rand(2, 1)
+    at_mask = head.loss(logits, iou, big)
+    head.loss_size = 'input'
+    same = head.loss(logits, iou, small)          # targets already at the logits' size
+    for k in at_mask:
+        assert torch.allclose(at_mask[k], same[k]), k
+    assert not torch.allclose(head.loss(logits, iou, big)['loss_mask'], at_mask['loss_mask'])
+
+
+def test_present_labels_equal_unique_and_name_negative_labels():
+    from mmsamptx.models.segmentors.class_prompted_sam import present_labels
+    gt = torch.randint(0, 150, (64, 64))
+    gt[:4] = 255
+    assert torch.equal(present_labels(gt), gt.unique())
+    assert present_labels(gt[:0]).numel() == 0
+    gt[5, 5] = -3
+    with pytest.raises(ValueError, match=r'negative label value -3 in b\.png'):
+        present_labels(gt, 'b.png')

@@ -43,6 +43,12 @@ model = dict(
         frozen_decoder=False,  # the mask decoder is fine-tuned, as in the decoder-only baseline
         mask_loss='focal',
         loss_weights=dict(mask=20.0, dice=1.0, iou=1.0),  # SAM's 20:1 focal:dice, plus IoU MSE
+        # Losses at the input resolution ('mask': at the decoder's 256² output, targets sampled
+        # down; 16x fewer loss pixels, the cheaper step when the encoder is cached).
+        loss_size='input',
+        # The trainable decoder under bf16 autocast where native (weights, outputs and losses
+        # stay float32; no gradient scaler). None keeps it float32.
+        autocast_dtype='auto',
         checkpoint=sam_checkpoint),
     text_encoder=dict(
         type='OpenCLIPTextEncoder', model_name='ViT-B-16-quickgelu', pretrained='openai'),

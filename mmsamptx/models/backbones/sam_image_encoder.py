@@ -9,7 +9,7 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
-from ..utils.precision import resolve_autocast_dtype
+from ..utils.precision import autocast_context, resolve_autocast_dtype
 from ..utils.sam_block import SAMBlock
 from ..utils.sam_checkpoint import load_sam_part, sam_checkpoint_of
 
@@ -194,9 +194,7 @@ class SAMImageEncoder(BaseModule):
 
     def autocast(self, device_type: str):
         """The autocast context of ``autocast_dtype`` (disabled when it is None)."""
-        dtype = resolve_autocast_dtype(self.autocast_dtype, device_type)
-        return torch.autocast(device_type=device_type, dtype=dtype or torch.float32,
-                              enabled=dtype is not None)
+        return autocast_context(self.autocast_dtype, device_type)
 
     @property
     def is_adapted(self) -> bool:

@@ -8,11 +8,13 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torchvision.ops import sigmoid_focal_loss
 
+from ..utils.precision import autocast_context, resolve_autocast_dtype
 from ..utils.sam_checkpoint import load_sam_part, sam_checkpoint_of
 from .sam_mask_decoder import SAMMaskDecoder
 from .sam_prompt_encoder import SAMPromptEncoder
 
 TEXT_INJECTIONS = (None, 'prompt', 'decoder')
+LOSS_SIZES = ('input', 'mask')
 
 
 @MODELS.register_module()
@@ -40,6 +42,18 @@ class SAMPromptableHead(BaseModule):
         frozen_prompt_encoder, frozen_decoder: freeze SAM's modules here.
         mask_loss: ``'focal'`` (SAM's) or ``'bce'`` on mask logits.
         loss_weights: weights of the mask, dice and IoU-MSE terms (SAM: 20, 1, 1).
+        loss_size: where the losses are computed: ``'input'`` upsamples the mask
+            logits (bilinear) to the targets' size, the input resolution; ``'mask'``
+            keeps the decoder's own 4h x 4w logits (256² for a 1024² input) and
+            samples the targets down to them (nearest, pixel centres), as MedSAM
+            trains: 16x fewer loss pixels, a cheaper step where the encoder is
+            cached, and a (slightly) different objective.
+        autocast_dtype: ``None`` (float32), ``'auto'`` (bfloat16 where the device
+            computes it natively) or ``'bfloat16'``: the mask decoder runs under
+            ``torch.autocast``; its parameters stay float32 and
+            the outputs and losses are float32, so no gradient scaler is needed.
+            The prompt encoder (sin/cos of point coordinates) stays float32.
+            For float16 use mmengine's ``AmpOptimWrapper``, which scales the loss.
         checkpoint: an official SAM file or URL, loaded in :meth:`init_weights`.
     """
 
@@ -49,16 +63,26 @@ class SAMPromptableHead(BaseModule):
                  prompt_cfg: Optional[dict] = None,
                  frozen_prompt_encoder: bool = True, frozen_decoder: bool = False,
                  mask_loss: str = 'focal', loss_weights: Optional[Dict[str, float]] = None,
+                 loss_size: str = 'input', autocast_dtype: Optional[str] = None,
                  checkpoint: Optional[str] = None, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if text_injection not in TEXT_INJECTIONS:
             raise ValueError(f'text_injection must be one of {TEXT_INJECTIONS}, got {text_injection!r}')
         if mask_loss not in ('focal', 'bce'):
             raise ValueError(f"mask_loss must be 'focal' or 'bce', got {mask_loss!r}")
+        if loss_size not in LOSS_SIZES:
+            raise ValueError(f'loss_size must be one of {LOSS_SIZES}, got {loss_size!r}')
+        if autocast_dtype == 'float16':
+            raise ValueError("decode_head.autocast_dtype='float16' would train the decoder in "
+                             'float16 without a gradient scaler; use None, \'auto\' or '
+                             "'bfloat16', or mmengine's AmpOptimWrapper(dtype='float16')")
+        resolve_autocast_dtype(autocast_dtype, 'cpu')  # checks the value
         self.image_size = image_size
         self.multimask_output = multimask_output
         self.text_injection = text_injection
         self.mask_loss = mask_loss
+        self.loss_size = loss_size
+        self.autocast_dtype = autocast_dtype
         self.loss_weights = {**dict(mask=20.0, dice=1.0, iou=1.0), **(loss_weights or {})}
         self.checkpoint = checkpoint
         self.prompt_encoder = SAMPromptEncoder(embed_dims, image_size, patch_size)
@@ -128,7 +152,7 @@ class SAMPromptableHead(BaseModule):
         (``text_injection='prompt'``), then the learnable prompt tokens.
 
         Returns:
-            mask logits (B, M, 4h, 4w) and predicted IoUs (B, M), M = 3 or 1.
+            mask logits (B, M, 4h, 4w) and predicted IoUs (B, M), M = 3 or 1, float32.
         """
         batch = next(t.shape[0] for t in (points, boxes, text_embeds, image_embeddings)
                      if t is not None)
@@ -150,15 +174,20 @@ class SAMPromptableHead(BaseModule):
                 extra = token
         if self.prompt_tokens is not None:
             sparse = torch.cat([sparse, self.prompt_tokens(batch).to(sparse.dtype)], dim=1)
-        return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse,
-                                 dense, self.multimask_output, extra_output_token=extra)
+        dense_pe = self.prompt_encoder.get_dense_pe()
+        # Only the decoder is autocast: point encodings (sin/cos of coordinates) stay float32.
+        with autocast_context(self.autocast_dtype, image_embeddings.device.type):
+            masks, iou = self.mask_decoder(image_embeddings, dense_pe, sparse, dense,
+                                           self.multimask_output, extra_output_token=extra)
+        return masks.float(), iou.float()
 
     def loss(self, mask_logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor,
              ignore_index: int = 255) -> Dict[str, torch.Tensor]:
         """SAM's training losses on binary targets.
 
         Args:
-            mask_logits: (B, M, h, w); resized to the targets' size.
+            mask_logits: (B, M, h, w); with ``loss_size='input'`` resized to the
+                targets' size, with ``'mask'`` the targets are sampled down to h x w.
             iou_pred: (B, M).
             targets: (B, H, W) with 1 = in the mask, 0 = out, ``ignore_index`` = not counted.
 
@@ -168,8 +197,12 @@ class SAMPromptableHead(BaseModule):
             mask + dice loss counts per sample, as SAM trains.
         """
         b, m = mask_logits.shape[:2]
-        logits = F.interpolate(mask_logits.float(), size=targets.shape[-2:], mode='bilinear',
-                               align_corners=False)
+        logits = mask_logits.float()
+        if self.loss_size == 'mask':
+            targets = resize_targets(targets, logits.shape[-2:])
+        else:
+            logits = F.interpolate(logits, size=targets.shape[-2:], mode='bilinear',
+                                   align_corners=False)
         valid = (targets != ignore_index).float()[:, None].expand_as(logits)
         target = (targets == 1).float()[:, None].expand_as(logits)
         n_valid = valid.flatten(2).sum(-1).clamp(min=1.0)
@@ -201,3 +234,12 @@ class SAMPromptableHead(BaseModule):
         best = iou_pred.argmax(dim=1)
         rows = torch.arange(mask_logits.shape[0], device=mask_logits.device)
         return mask_logits[rows, best], iou_pred[rows, best]
+
+
+def resize_targets(targets: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Label maps (B, H, W) -> (B, *size), each output pixel the label at its centre
+    (nearest-exact); labels, the ignore value included, are kept as they are."""
+    if tuple(targets.shape[-2:]) == tuple(size):
+        return targets
+    return F.interpolate(targets[:, None].float(), size=size, mode='nearest-exact')[:, 0].to(
+        targets.dtype)

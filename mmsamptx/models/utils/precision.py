@@ -1,4 +1,4 @@
-"""Which autocast dtype a device runs natively."""
+"""Which autocast dtype a device runs natively, and the autocast context of a setting."""
 import functools
 from typing import Optional
 
@@ -31,3 +31,11 @@ def resolve_autocast_dtype(name: Optional[str], device_type: str) -> Optional[to
     if name == 'auto':
         return torch.bfloat16 if bf16_is_native(device_type) else None
     return None if name is None else getattr(torch, name)
+
+
+def autocast_context(name: Optional[str], device_type: str) -> torch.autocast:
+    """``torch.autocast`` for an ``autocast_dtype`` setting on a device; disabled for None
+    (or ``'auto'`` where the device has no native bfloat16)."""
+    dtype = resolve_autocast_dtype(name, device_type)
+    return torch.autocast(device_type=device_type, dtype=dtype or torch.float32,
+                          enabled=dtype is not None)
