@@ -21,13 +21,14 @@ by side (interleaved) on the same inputs:
   text150        text-only inference over 150 classes: ours with text adapters in
                  the last k blocks only (earlier blocks shared per image) against
                  ours with text in every block (full per-class encoding)
-  cache          decoder-only training epoch (no adapters, frozen encoder) with the
-                 segmentor's image-embedding cache, filled by an earlier epoch, against
-                 re-encoding every image (left out, with a note, where the segmentor
-                 has no ``embedding_cache``); a second row against the naive
-                 reference's decoder-only epoch (segment_anything's encoder in fp32,
-                 eager, re-run on each image once per step, then one decoder call per
-                 sample)
+  cache          training epochs of the cached variants (--cache-variants: decoder-only
+                 fine-tuning, and PTSAM prompt tuning with the decoder frozen; no
+                 adapters, frozen encoder) with the segmentor's image-embedding cache,
+                 filled by an earlier epoch, against ours re-encoding every image, and
+                 against the naive reference's epoch (segment_anything's encoder in
+                 fp32, eager, re-run on each image once per step, then one decoder
+                 call per sample, the prompt tokens appended plainly); left out, with
+                 a note, where the segmentor has no ``embedding_cache``
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the allocation
 before the step; on CPU the growth of the process's peak resident set size
@@ -151,6 +152,10 @@ def parse_args(argv=None):
                         help='text150: text adapters in the last k blocks (at most depth - 1)')
     parser.add_argument('--class-chunk', type=int, default=None,
                         help="text150: classes per forward (default: the config's test_cfg.class_chunk)")
+    parser.add_argument('--cache-variants', default='decoder,prompt',
+                        help="cache: which trainable part, comma-separated: 'decoder' (decoder-only "
+                             "fine-tuning) and/or 'prompt' (PTSAM prompt tuning: 8 decoder prompt "
+                             'tokens, the decoder frozen)')
     parser.add_argument('--cache-steps', type=int, default=2,
                         help='cache: training steps (of --batch images) per decoder-only epoch')
     parser.add_argument('--tensor-memory', action=argparse.BooleanOptionalAction, default=True,
@@ -172,6 +177,10 @@ def parse_args(argv=None):
     if bad or not rows:
         parser.error(f'--rows: unknown {bad}; choose from {",".join(ALL_ROWS)}')
     args.rows = rows
+    variants = [v.strip() for v in args.cache_variants.split(',') if v.strip()]
+    if not variants or any(v not in CACHE_VARIANTS for v in variants):
+        parser.error(f'--cache-variants: choose from {",".join(CACHE_VARIANTS)}, got {args.cache_variants!r}')
+    args.cache_variants = variants
     for name in ('img_size', 'batch', 'classes_per_image', 'repeats', 'text_classes', 'shared_k',
                  'memory_repeats', 'cache_steps'):
         if getattr(args, name) < 1:
@@ -291,15 +300,17 @@ def load_config(args):
 
 
 def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names=None,
-               test_mode=None, fast=True, **model_overrides):
+               test_mode=None, fast=True, head_overrides=None, **model_overrides):
     """The config's ClassPromptedSAM at ``img_size`` with random weights and the fast paths.
 
     ``adapter_blocks``: ``'config'`` keeps the config's adapters, ``'none'`` removes them
     (decoder-only), else the blocks that get the config's adapter (None: all).
+    ``head_overrides`` update the config's ``decode_head``.
     """
     from mmseg.registry import MODELS
     mcfg = copy.deepcopy(cfg.model)
     mcfg.update(model_overrides)
+    mcfg.decode_head.update(head_overrides or {})
     mcfg.data_preprocessor = None  # inputs are given already normalised
     bb = mcfg.backbone
     bb.img_size = img_size
@@ -377,8 +388,9 @@ class NaiveReference(nn.Module):
     one encoder pass and one decoder call per (image, class) sample."""
 
     def __init__(self, image_encoder, prompt_encoder, mask_decoder, text_proj, multimask,
-                 mask_loss, loss_weights, loss_size='input'):
+                 mask_loss, loss_weights, loss_size='input', prompt_tokens=None):
         super().__init__()
+        self.prompt_tokens = prompt_tokens  # NaivePromptTokens or None
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
@@ -405,6 +417,9 @@ class NaiveReference(nn.Module):
         sparse, dense = self.prompt_encoder(points=pts, boxes=None, masks=None)
         if self.text_proj is not None:
             sparse = torch.cat([sparse, self.text_proj(text)[:, None, :]], dim=1)
+        if self.prompt_tokens is not None:
+            sparse = torch.cat([sparse, self.prompt_tokens.tokens.expand(sparse.shape[0], -1, -1)],
+                               dim=1)
         return self.mask_decoder(image_embeddings=emb, image_pe=self.prompt_encoder.get_dense_pe(),
                                  sparse_prompt_embeddings=sparse,
                                  dense_prompt_embeddings=dense, multimask_output=self.multimask)
@@ -443,6 +458,14 @@ class NaiveReference(nn.Module):
                     loss_iou=self.loss_weights['iou'] * F.mse_loss(iou_pred[rows, best], true_iou))
 
 
+class NaivePromptTokens(nn.Module):
+    """PTSAM's learnable decoder prompt tokens, plainly: (P, C) appended to the sparse prompts."""
+
+    def __init__(self, num_tokens, embed_dims):
+        super().__init__()
+        self.tokens = nn.Parameter(torch.zeros(num_tokens, embed_dims))
+
+
 def _ours_name(ref_name: str) -> str:
     """The parameter of ours that a reference parameter copies."""
     if ref_name.startswith('image_encoder.neck.'):
@@ -465,8 +488,8 @@ def build_reference(ours) -> NaiveReference:
     blocks = bb.blocks
     if bb.out_indices != [bb.depth - 1]:
         raise ValueError('the reference reads the last block only (backbone.out_indices=(-1,))')
-    if getattr(bb, 'prompt_tokens', None) is not None or getattr(head, 'has_prompt_tokens', False):
-        raise ValueError('the naive reference has no visual / decoder prompt tokens (PTSAM configs)')
+    if getattr(bb, 'prompt_tokens', None) is not None:
+        raise ValueError('the naive reference has no encoder prompt tokens (PTSAM decoder+encoder)')
     if head.text_injection == 'decoder':
         raise ValueError("segment_anything's MaskDecoder has no extra output token: "
                          "text_injection='decoder' has no naive reference")
@@ -507,8 +530,12 @@ def build_reference(ours) -> NaiveReference:
     text_proj = None
     if head.text_proj is not None:
         text_proj = nn.Linear(head.text_proj.in_features, head.text_proj.out_features)
+    tokens = None
+    if getattr(head, 'has_prompt_tokens', False):
+        tokens = NaivePromptTokens(*head.prompt_tokens.tokens.shape)
     ref = NaiveReference(encoder, prompt_encoder, mask_decoder, text_proj, head.multimask_output,
-                         head.mask_loss, head.loss_weights, getattr(head, 'loss_size', 'input'))
+                         head.mask_loss, head.loss_weights, getattr(head, 'loss_size', 'input'),
+                         tokens)
     own = dict(ours.named_parameters())
     own.update(ours.named_buffers())
     used = set()
@@ -949,20 +976,59 @@ def text150_row(args, cfg, device, log):
 
 
 # ----------------------------------------------------------------------------- cache
-def cache_row(args, cfg, device, log):
-    """Decoder-only training epoch: the segmentor's image-embedding cache (filled by an earlier
-    epoch) against ours re-encoding every image, and against the naive reference's decoder-only
-    epoch. Returns ([row, row], None) or (None, note)."""
+#: the trainable part of each cached variant: decode_head overrides of the config
+CACHE_VARIANTS = {
+    'decoder': ('decoder-only', 'the mask decoder trainable', {}),
+    'prompt': ('prompt-tuning', 'PTSAM: 8 decoder prompt tokens trainable, the decoder frozen',
+               dict(frozen_decoder=True, prompt_cfg=dict(type='DecoderPromptTokens', num_tokens=8))),
+}
+
+
+def cache_rows(args, cfg, device, log):
+    """The cache rows of every ``--cache-variants`` variant. Returns (rows, notes)."""
+    rows, notes = [], []
+    for variant in args.cache_variants:
+        log(f'  {CACHE_VARIANTS[variant][0]} ...')
+        got, note = cache_row(args, cfg, device, log, variant)
+        rows.extend(got or [])
+        if note:
+            notes.append(note)
+    return rows, notes
+
+
+def check_decoders(ours, ref, images, samples, args):
+    """fp32: ours' head and the reference's decoder give the same logits on one embedding."""
+    picks = naive_training_samples(samples[:1], 1, torch.Generator().manual_seed(args.seed))
+    _, _, pts, _ = picks[0]
+    with torch.no_grad(), fp32_trunk(ours):
+        emb = ours.encode_samples(images[:1], torch.zeros(1, dtype=torch.long, device=images.device),
+                                  None)
+        o_logits, _ = ours.decode_head(emb, pts, None, None, None)
+        r_logits, _ = ref.decode(emb.float(), None, pts)
+    rel = ((o_logits - r_logits).abs().max() / r_logits.abs().max().clamp(min=1e-12)).item()
+    if rel > args.check_tol:
+        raise AssertionError(f'cache rows: ours\' decoder and the reference\'s differ '
+                             f'(relative logit difference {rel:.2e} > {args.check_tol})')
+    return rel
+
+
+def cache_row(args, cfg, device, log, variant='decoder'):
+    """A cached epoch (no adapters, frozen encoder, one ``CACHE_VARIANTS`` trainable part): the
+    segmentor's image-embedding cache (filled by an earlier epoch) against ours re-encoding
+    every image, and against the naive reference's epoch (segment_anything's encoder re-run on
+    every image). Returns ([row, row], None) or (None, note)."""
     import inspect
 
     from mmsamptx.models.segmentors.class_prompted_sam import ClassPromptedSAM
     if 'embedding_cache' not in inspect.signature(ClassPromptedSAM.__init__).parameters:
         return None, 'cache row left out: ClassPromptedSAM has no embedding_cache in this tree'
+    label, trains, head_overrides = CACHE_VARIANTS[variant]
     models = {}
     for name, cache in (('cached', dict(type='memory')), ('encode', None)):
-        m = build_ours(cfg, args, device, args.img_size, adapter_blocks='none', embedding_cache=cache)
+        m = build_ours(cfg, args, device, args.img_size, adapter_blocks='none', embedding_cache=cache,
+                       head_overrides=head_overrides)
         if m.embedding_cache is None and cache is not None:
-            return None, 'cache row left out: the decoder-only model built no embedding cache'
+            return None, f'{label} cache row left out: the model built no embedding cache'
         models[name] = m.train()
     n_steps = args.cache_steps
     images, samples, _, _ = make_inputs(args, device, args.img_size, len(models['encode'].class_names),
@@ -979,11 +1045,12 @@ def cache_row(args, cfg, device, log):
             opt.step()
             opt.zero_grad(set_to_none=True)
 
+    ref = build_reference(models['encode']).train()
+    decoder_diff = check_decoders(models['encode'], ref, images, samples, args)
     log('  filling the cache (an untimed first epoch) ...')
     epoch('cached')
     cache = models['cached'].embedding_cache
     filled = (cache.hits, cache.misses) if hasattr(cache, 'hits') else None
-    ref = build_reference(models['encode']).train()
     embeds = models['encode'].class_embeddings()  # None unless the head reads text
     ref_opt = torch.optim.AdamW([p for p in ref.parameters() if p.requires_grad], lr=1e-4)
     ref_rng = torch.Generator().manual_seed(args.seed + 3)
@@ -1005,12 +1072,15 @@ def cache_row(args, cfg, device, log):
                              ref=ref_epoch), args.warmup, args.repeats, device, log)
     hits = (cache.hits, cache.misses) if hasattr(cache, 'hits') else None
     n = args.batch * n_steps
-    note = (f'ours without adapters, frozen encoder, {n_steps} step(s) of batch {args.batch}, '
-            f'K={args.classes_per_image}; the cache was filled by one earlier epoch'
-            + (f'; cache hits/misses after filling {filled}, at the end {hits}' if hits else ''))
-    rows = [timed_row(f'decoder-only epoch of {n} images: embedding cache vs ours re-encoding',
+    head = models['cached'].decode_head
+    note = (f'ours without adapters, frozen encoder, {trains}, {n_steps} step(s) of batch '
+            f'{args.batch}, K={args.classes_per_image}, losses at the {head.loss_size} size; the '
+            'cache was filled by one earlier epoch'
+            + (f'; cache hits/misses after filling {filled}, at the end {hits}' if hits else '')
+            + f'; fp32 decoder check: relative logit difference {decoder_diff:.1e}')
+    rows = [timed_row(f'{label} epoch of {n} images: embedding cache vs ours re-encoding',
                       times, 's/epoch', 1, note, sides=('cached', 'encode')),
-            timed_row(f'decoder-only epoch of {n} images: embedding cache vs reference re-encoding',
+            timed_row(f'{label} epoch of {n} images: embedding cache vs reference re-encoding',
                       times, 's/epoch', 1, note + '; reference: segment_anything encoder fp32 eager '
                       'once per image per step, decoder per sample', sides=('cached', 'ref'))]
     return rows, None
@@ -1128,12 +1198,10 @@ def main(argv=None):
         else:
             result['notes'].append(note)
     if 'cache' in rows:
-        log('decoder-only epoch with and without the embedding cache ...')
-        cache_rows, note = cache_row(args, cfg, device, log)
-        if cache_rows is not None:
-            result['rows'].extend(cache_rows)
-        else:
-            result['notes'].append(note)
+        log('cached epochs (decoder-only / prompt tuning) against re-encoding ...')
+        got, notes = cache_rows(args, cfg, device, log)
+        result['rows'].extend(got)
+        result['notes'].extend(notes)
     result['load_average_after'] = load_average()
     result['seconds'] = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
     print_table(result['rows'])

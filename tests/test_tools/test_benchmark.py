@@ -41,9 +41,10 @@ def test_json_schema_and_every_row(bench):
     result, stdout = bench
     assert isinstance(result['device'], str) and result['device']
     names = [r['name'] for r in result['rows']]
-    # train, 2 memory, 2 inference, text150 and (where the segmentor has an embedding cache) the
-    # two cache rows (against ours re-encoding and against the reference)
-    assert len(names) in (6, 8) and len(set(names)) == len(names)
+    # train, 2 memory, 2 inference, text150 and (where the segmentor has an embedding cache) two
+    # cache rows (against ours re-encoding and against the reference) for each of decoder-only
+    # and prompt tuning
+    assert len(names) in (6, 10) and len(set(names)) == len(names)
     for row in result['rows']:
         assert set(row) >= {'name', 'ours', 'reference', 'unit', 'ratio'}
         assert isinstance(row['name'], str) and isinstance(row['unit'], str)
@@ -55,7 +56,10 @@ def test_json_schema_and_every_row(bench):
     assert units - {'s/epoch'} == {'images/s', 's/image', 's/prompt', 'MiB'}
     # the cache rows are there, or the JSON says why not
     cache_rows = [n for n in names if 'embedding cache' in n]
-    assert len(cache_rows) == 2 or any('cache' in n for n in result['notes'])
+    assert len(cache_rows) == 4 or any('cache' in n for n in result['notes'])
+    if cache_rows:
+        assert sum(n.startswith('decoder-only') for n in cache_rows) == 2
+        assert sum(n.startswith('prompt-tuning') for n in cache_rows) == 2
 
 
 def test_ratio_chart_is_written(bench, tmp_path_factory):
@@ -93,6 +97,9 @@ def test_rows_selector_and_ratio_rule_helper():
     assert tool.parse_args(['--rows', 'train,text150']).rows == ['train', 'text150']
     with pytest.raises(SystemExit):
         tool.parse_args(['--rows', 'nonsense'])
+    assert tool.parse_args(['--cache-variants', 'prompt']).cache_variants == ['prompt']
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--cache-variants', 'decoder,adapters'])
 
 
 def test_equivalence_check_catches_a_reference_that_differs():
@@ -106,3 +113,23 @@ def test_equivalence_check_catches_a_reference_that_differs():
         sides.ref.image_encoder.blocks[1].mlp.adapter.up.weight.mul_(1.5)
     with pytest.raises(AssertionError, match='do not compute the same thing'):
         tool.check_equivalence(sides, args)
+
+
+def test_prompt_tuning_reference_copies_the_prompt_tokens_and_its_check_catches_a_difference():
+    """The cached prompt-tuning rows compare against a reference with PTSAM's tokens appended
+    plainly; the decoder check refuses to measure when they differ."""
+    tool = load_tool()
+    args = tool.parse_args(TINY + ['--classes-per-image', '2', '--rows', 'cache'])
+    device, cfg = tool.setup(args)
+    ours = tool.build_ours(cfg, args, device, args.img_size, adapter_blocks='none',
+                           head_overrides=tool.CACHE_VARIANTS['prompt'][2])
+    ref = tool.build_reference(ours)
+    assert torch.equal(ref.prompt_tokens.tokens, ours.decode_head.prompt_tokens.tokens)
+    trainable = [n for n, p in ref.named_parameters() if p.requires_grad]
+    assert trainable == ['prompt_tokens.tokens']   # the decoder is frozen on both sides
+    images, samples, _, _ = tool.make_inputs(args, device, args.img_size, len(ours.class_names))
+    assert tool.check_decoders(ours, ref, images, samples, args) <= args.check_tol
+    with torch.no_grad():
+        ref.prompt_tokens.tokens.add_(0.5)
+    with pytest.raises(AssertionError, match="decoder and the reference's differ"):
+        tool.check_decoders(ours, ref, images, samples, args)
