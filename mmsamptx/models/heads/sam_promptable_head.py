@@ -50,9 +50,9 @@ class SAMPromptableHead(BaseModule):
             cached, and a (slightly) different objective.
         autocast_dtype: ``None`` (float32), ``'auto'`` (bfloat16 where the device
             computes it natively) or ``'bfloat16'``: the mask decoder runs under
-            ``torch.autocast``; its parameters stay float32 and
-            the outputs and losses are float32, so no gradient scaler is needed.
-            The prompt encoder (sin/cos of point coordinates) stays float32.
+            ``torch.autocast``; its parameters, outputs and losses stay float32, so
+            no gradient scaler is needed. The prompt encoder (sin/cos of point
+            coordinates) stays float32.
             For float16 use mmengine's ``AmpOptimWrapper``, which scales the loss.
         checkpoint: an official SAM file or URL, loaded in :meth:`init_weights`.
     """
