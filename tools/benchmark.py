@@ -874,19 +874,42 @@ def profiled_tensor_peak(fn):
     return max(0.0, max(e['args']['Total Allocated'] for e in mem)) / MIB
 
 
-def measure_peak(fn, device):
-    """MiB above the memory in use before fn: CUDA allocator peak, or CPU peak RSS growth."""
+def _mem_available_mib():
+    """The machine's MemAvailable (Linux), MiB."""
+    with open('/proc/meminfo') as f:
+        for line in f:
+            if line.startswith('MemAvailable:'):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError('MemAvailable not in /proc/meminfo')
+
+
+def headroom_mib(device):
+    """How much more memory a step could take from here: free CUDA memory, or the machine's
+    MemAvailable. A step killed for memory needed at least this much (its lower bound)."""
+    if device.type == 'cuda':
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / MIB
+    return _mem_available_mib()
+
+
+def measure_peak(fn, device, on_start=None):
+    """MiB above the memory in use before fn: CUDA allocator peak, or CPU peak RSS growth.
+    ``on_start()`` is called just before fn (after the baseline is taken)."""
     _release_free_memory()
     if device.type == 'cuda':
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
+        if on_start:
+            on_start()
         fn()
         sync(device)
         return (torch.cuda.max_memory_allocated(device) - base) / MIB
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # resets VmHWM to the current VmRSS (Linux >= 4.0)
     base = _proc_status_mib('VmRSS')
+    if on_start:
+        on_start()
     fn()
     return _proc_status_mib('VmHWM') - base
 
@@ -903,15 +926,50 @@ def run_worker(args, cfg, device):
           ('train_memory', 'ref'): sides.ref_train_step,
           ('infer_memory', 'ours'): sides.ours_infer,
           ('infer_memory', 'ref'): sides.ref_infer}[(row, side)]
-    if kind == ['tensors']:
-        peak = profiled_tensor_peak(fn)
-    else:
-        peak = measure_peak(fn, device)
-    print(json.dumps(dict(row=row, side=side, kind=kind[0] if kind else 'primary', peak_mib=peak)))
+    what = dict(row=row, side=side, kind=kind[0] if kind else 'primary')
+
+    def on_start():
+        # survives an out-of-memory kill: the parent reads it as the step's lower bound
+        print(json.dumps(dict(what, headroom_mib=headroom_mib(device))), flush=True)
+
+    try:
+        if kind == ['tensors']:
+            _release_free_memory()
+            on_start()
+            peak = profiled_tensor_peak(fn)
+        else:
+            peak = measure_peak(fn, device, on_start)
+    except torch.OutOfMemoryError:  # CUDA (or another allocator) refused: a lower bound
+        print(json.dumps(dict(what, out_of_memory=True)), flush=True)
+        return
+    print(json.dumps(dict(what, peak_mib=peak)))
+
+
+def worker_peak(proc, row, side):
+    """(peak MiB, out of memory?) from a memory worker's output. A worker that ran out of memory
+    (refused by the allocator, or killed by the OS: SIGKILL) needed at least the headroom it
+    reported just before its step, which is returned as a lower bound."""
+    lines = []
+    for text in proc.stdout.splitlines():
+        try:
+            lines.append(json.loads(text))
+        except ValueError:
+            continue  # any other output of the worker
+    lines = [x for x in lines if isinstance(x, dict)]
+    start = next((x for x in lines if 'headroom_mib' in x), None)
+    end = next((x for x in lines if 'peak_mib' in x or x.get('out_of_memory')), None)
+    if proc.returncode == 0 and end is not None and 'peak_mib' in end:
+        return end['peak_mib'], False
+    killed = proc.returncode in (-9, 137)  # the OOM killer's SIGKILL
+    if start is not None and (killed or (end or {}).get('out_of_memory')):
+        return start['headroom_mib'], True
+    raise RuntimeError(f'memory worker {row}:{side} failed (exit {proc.returncode}):\n'
+                       f'{proc.stderr[-3000:]}')
 
 
 def memory_in_subprocesses(args, row, log, kind=''):
-    """Median peak MiB of ours and the reference, each side in fresh subprocesses, alternating."""
+    """Median peak MiB of ours and the reference, each side in fresh subprocesses, alternating;
+    and the sides that ran out of memory (their value is then a lower bound)."""
     base = [a for a in args.argv if a]
     # drop options the worker must not act on
     clean, skip = [], False
@@ -926,16 +984,22 @@ def memory_in_subprocesses(args, row, log, kind=''):
             continue
         clean.append(a)
     peaks = {'ours': [], 'ref': []}
+    oom = set()
     for r in range(args.memory_repeats):
         for side in (('ref', 'ours') if r % 2 == 0 else ('ours', 'ref')):
             cmd = [sys.executable, osp.abspath(__file__), *clean, '--worker', f'{row}:{side}{kind}']
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-            if proc.returncode != 0:
-                raise RuntimeError(f'memory worker {row}:{side} failed:\n{proc.stderr[-3000:]}')
-            out = json.loads(proc.stdout.strip().splitlines()[-1])
-            peaks[side].append(out['peak_mib'])
-            log(f'  {side} peak{kind}: {out["peak_mib"]:.1f} MiB')
-    return statistics.median(peaks['ours']), statistics.median(peaks['ref']), peaks
+            peak, out_of_memory = worker_peak(proc, row, side)
+            peaks[side].append(peak)
+            if out_of_memory:
+                oom.add(side)
+                log(f'  {side} peak{kind}: OUT OF MEMORY, at least {peak:.1f} MiB')
+            else:
+                log(f'  {side} peak{kind}: {peak:.1f} MiB')
+    if oom:  # a bound is not a sample: report the bound alone
+        for side in oom:
+            peaks[side] = [min(peaks[side])]
+    return statistics.median(peaks['ours']), statistics.median(peaks['ref']), peaks, oom
 
 
 # --------------------------------------------------------------------------- text150
@@ -1087,6 +1151,23 @@ def cache_row(args, cfg, device, log, variant='decoder'):
 
 
 # ------------------------------------------------------------------------------- main
+def bound_of(oom):
+    """What an out-of-memory side makes of a memory row's ratio: its value is a lower bound, so
+    the ratio (reference / ours) is at least ('>=') or at most ('<=') the printed one."""
+    if oom == {'ref'}:
+        return '>='
+    if oom == {'ours'}:
+        return '<='
+    return 'unknown'  # both ran out: no ratio can be told
+
+
+def out_of_memory_note(oom, device):
+    where = 'free GPU memory' if device.type == 'cuda' else "the machine's MemAvailable"
+    names = ' and '.join({'ours': 'ours', 'ref': 'the reference'}[s] for s in sorted(oom))
+    return (f'{names} ran out of memory (killed by the OS, or refused by the allocator): the '
+            f'value is {where} just before the step, a lower bound of its peak')
+
+
 def print_table(rows):
     """The rows as a table; 'ratio' from wall time (or memory), 'CPU ratio' from process CPU time."""
     head = (f'{"row":<64} {"ours":>11} {"reference":>11}  {"unit":<9} {"ratio":>6} '
@@ -1098,8 +1179,9 @@ def print_table(rows):
         return f'{v:{width}{spec}}' if v is not None else f'{"-":>{width}}'
 
     for r in rows:
+        bound = {'>=': '>', '<=': '<', 'unknown': '?'}.get(r.get('bound'), ' ')
         print(f'{r["name"][:64]:<64} {fmt(r["ours"], 11, ".4g")} {fmt(r["reference"], 11, ".4g")}  '
-              f'{r["unit"]:<9} {fmt(r["ratio"], 6, ".2f")} {fmt(r.get("cpu_ratio"), 9, ".2f")}')
+              f'{r["unit"]:<9}{bound}{fmt(r["ratio"], 6, ".2f")} {fmt(r.get("cpu_ratio"), 9, ".2f")}')
 
 
 def setup(args):
@@ -1177,18 +1259,27 @@ def main(argv=None):
         if row not in rows:
             continue
         log(f'{row} (fresh subprocess per side) ...')
-        ours_mib, ref_mib, peaks = memory_in_subprocesses(args, row, log)
+        ours_mib, ref_mib, peaks, oom = memory_in_subprocesses(args, row, log)
         samples = dict(ours_mib=peaks['ours'], reference_mib=peaks['ref'])
-        note = None
+        notes = [out_of_memory_note(oom, device)] if oom else []
+        t_oom = set()
         if device.type == 'cpu' and args.tensor_memory:
-            t_ours, t_ref, t_peaks = memory_in_subprocesses(args, row, log, ':tensors')
-            samples.update(ours_tensor_mib=t_peaks['ours'], reference_tensor_mib=t_peaks['ref'])
-            note = (f'torch.profiler tensor-allocation peak: ours {t_ours:.0f} MiB, reference '
-                    f'{t_ref:.0f} MiB (ratio {ratio_of(t_ours, t_ref, "MiB"):.2f})')
-        row_ = make_row(label, ours_mib, ref_mib, 'MiB', samples, note)
-        if device.type == 'cpu' and args.tensor_memory:
+            if oom:  # the profiler's run would die the same way, for no new number
+                notes.append('tensor-allocation peak not measured (a side ran out of memory)')
+            else:
+                t_ours, t_ref, t_peaks, t_oom = memory_in_subprocesses(args, row, log, ':tensors')
+                samples.update(ours_tensor_mib=t_peaks['ours'], reference_tensor_mib=t_peaks['ref'])
+                notes.append(f'torch.profiler tensor-allocation peak: ours {t_ours:.0f} MiB, '
+                             f'reference {"at least " if "ref" in t_oom else ""}{t_ref:.0f} MiB '
+                             f'(ratio {ratio_of(t_ours, t_ref, "MiB"):.2f})')
+        row_ = make_row(label, ours_mib, ref_mib, 'MiB', samples, '; '.join(notes) or None)
+        if oom:
+            row_['bound'] = bound_of(oom)
+        if device.type == 'cpu' and args.tensor_memory and not oom:
             row_.update(ours_tensor_mib=t_ours, reference_tensor_mib=t_ref,
                         tensor_ratio=ratio_of(t_ours, t_ref, 'MiB'))
+            if t_oom:
+                row_['tensor_bound'] = bound_of(t_oom)
         result['rows'].append(row_)
     if 'text150' in rows:
         log('text-only inference over the vocabulary ...')
@@ -1238,8 +1329,9 @@ def plot_ratios(result, out_png):
     colours = ['tab:green' if x >= 1 else 'tab:red' for x in ratios]
     ax.barh(range(len(rows)), ratios, color=colours)
     ax.axvline(1.0, color='black', linewidth=1)
-    for i, x in enumerate(ratios):
-        ax.text(x, i, f' {x:.2f}x', va='center')
+    for i, (x, r) in enumerate(zip(ratios, rows)):
+        bound = {'>=': '≥ ', '<=': '≤ ', 'unknown': '? '}.get(r.get('bound'), '')
+        ax.text(x, i, f' {bound}{x:.2f}x', va='center')
     ax.set_yticks(range(len(rows)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel('ours vs reference (above 1: ours better)')

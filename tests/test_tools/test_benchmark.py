@@ -133,3 +133,27 @@ def test_prompt_tuning_reference_copies_the_prompt_tokens_and_its_check_catches_
         ref.prompt_tokens.tokens.add_(0.5)
     with pytest.raises(AssertionError, match="decoder and the reference's differ"):
         tool.check_decoders(ours, ref, images, samples, args)
+
+
+def test_a_memory_worker_that_runs_out_of_memory_gives_a_lower_bound():
+    """An out-of-memory side (killed by the OS, or refused by the allocator) does not stop the
+    benchmark: its headroom before the step is its lower bound, and the ratio says '>='."""
+    tool = load_tool()
+    start = json.dumps(dict(row='train_memory', side='ref', kind='primary', headroom_mib=2048.0))
+    # the kernel's OOM killer: SIGKILL after the start line
+    killed = subprocess.run([sys.executable, '-c', f'import os, signal; print({start!r}, flush=True); '
+                             'os.kill(os.getpid(), signal.SIGKILL)'], capture_output=True, text=True)
+    assert killed.returncode == -9
+    assert tool.worker_peak(killed, 'train_memory', 'ref') == (2048.0, True)
+    refused = subprocess.CompletedProcess([], 0, start + '\n' + json.dumps(
+        dict(row='train_memory', side='ref', kind='primary', out_of_memory=True)) + '\n', '')
+    assert tool.worker_peak(refused, 'train_memory', 'ref') == (2048.0, True)
+    fine = subprocess.CompletedProcess([], 0, 'a log line\n' + start + '\n' + json.dumps(
+        dict(row='train_memory', side='ref', kind='primary', peak_mib=512.5)) + '\n', '')
+    assert tool.worker_peak(fine, 'train_memory', 'ref') == (512.5, False)
+    broken = subprocess.CompletedProcess([], 1, start + '\n', 'Traceback ...\nValueError: bad')
+    with pytest.raises(RuntimeError, match=r'memory worker train_memory:ref failed \(exit 1\):\n'
+                                           r'Traceback \.\.\.\nValueError: bad'):
+        tool.worker_peak(broken, 'train_memory', 'ref')
+    assert tool.bound_of({'ref'}) == '>=' and tool.bound_of({'ours'}) == '<='
+    assert 'the reference ran out of memory' in tool.out_of_memory_note({'ref'}, torch.device('cpu'))
