@@ -249,6 +249,12 @@ def test_bf16_autocast_decoder_keeps_float32_weights_outputs_and_gradients():
     assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
                          for g in grads.values())
     assert all(p.dtype == torch.float32 for p in head.parameters())
+    # None adds no autocast of its own, nor switches off an outer one (mmengine's AmpOptimWrapper)
+    head.autocast_dtype, seen[:] = None, []
+    head(emb, pts, None, None, text)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        head(emb, pts, None, None, text)
+    assert seen == [torch.float32, torch.bfloat16]
 
 
 def test_decoder_autocast_and_loss_size_values_are_checked():
