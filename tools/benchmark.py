@@ -114,7 +114,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]'")
     parser.add_argument('--dtype', default='auto', choices=('auto', 'float32', 'bfloat16', 'float16'),
                         help="autocast dtype of ours' frozen trunk and mask decoder (whose weights "
-                             "and losses stay float32); 'auto': bfloat16 where the device "
+                             "and losses stay float32; with float16 the decoder stays float32, "
+                             "having no gradient scaler); 'auto': bfloat16 where the device "
                              'runs it natively (CUDA with bf16, CPU with AVX512-BF16/AMX), else float32. '
                              'The reference is always float32.')
     parser.add_argument('--loss-size', default='config', choices=('config', 'input', 'mask'),
@@ -157,7 +158,7 @@ def parse_args(argv=None):
                              "fine-tuning) and/or 'prompt' (PTSAM prompt tuning: 8 decoder prompt "
                              'tokens, the decoder frozen)')
     parser.add_argument('--cache-steps', type=int, default=2,
-                        help='cache: training steps (of --batch images) per decoder-only epoch')
+                        help='cache: training steps (of --batch images) per cached epoch')
     parser.add_argument('--tensor-memory', action=argparse.BooleanOptionalAction, default=True,
                         help='CPU: also measure the torch.profiler tensor-allocation peak of each side '
                              '(one more fresh subprocess per side)')
@@ -299,6 +300,12 @@ def load_config(args):
     return cfg
 
 
+def decoder_dtype(args):
+    """The mask decoder's autocast: the trunk's, except float16, which would train the decoder
+    without a gradient scaler (the head refuses it): float32 then."""
+    return args.autocast_dtype if args.autocast_dtype == 'bfloat16' else None
+
+
 def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names=None,
                test_mode=None, fast=True, head_overrides=None, **model_overrides):
     """The config's ClassPromptedSAM at ``img_size`` with random weights and the fast paths.
@@ -320,7 +327,7 @@ def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names
     bb.with_cp = args.with_cp if fast else False
     bb.autocast_dtype = args.autocast_dtype if fast else None
     bb.compile_blocks = bool(args.compile) if fast else False
-    mcfg.decode_head.autocast_dtype = args.autocast_dtype if fast else None
+    mcfg.decode_head.autocast_dtype = decoder_dtype(args) if fast else None
     if args.loss_size != 'config':
         mcfg.decode_head.loss_size = args.loss_size
     if adapter_blocks == 'none':
@@ -874,44 +881,62 @@ def profiled_tensor_peak(fn):
     return max(0.0, max(e['args']['Total Allocated'] for e in mem)) / MIB
 
 
-def _mem_available_mib():
-    """The machine's MemAvailable (Linux), MiB."""
-    with open('/proc/meminfo') as f:
-        for line in f:
-            if line.startswith('MemAvailable:'):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError('MemAvailable not in /proc/meminfo')
+class StepOutOfMemory(Exception):
+    """A measured step ran out of memory; ``bound_mib`` is what it had taken when it failed."""
+
+    def __init__(self, bound_mib):
+        super().__init__(f'out of memory after {bound_mib:.1f} MiB')
+        self.bound_mib = bound_mib
 
 
-def headroom_mib(device):
-    """How much more memory a step could take from here: free CUDA memory, or the machine's
-    MemAvailable. A step killed for memory needed at least this much (its lower bound)."""
-    if device.type == 'cuda':
-        free, _ = torch.cuda.mem_get_info(device)
-        return free / MIB
-    return _mem_available_mib()
+def is_out_of_memory(error):
+    """An allocator's refusal: CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    text = str(error)
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError)
+        and ('DefaultCPUAllocator' in text or "can't allocate memory" in text))
 
 
-def measure_peak(fn, device, on_start=None):
+def measure_peak(fn, device, report=None, interval=0.1):
     """MiB above the memory in use before fn: CUDA allocator peak, or CPU peak RSS growth.
-    ``on_start()`` is called just before fn (after the baseline is taken)."""
+
+    On the CPU, ``report(growth_so_far)`` is called every ``interval`` s while fn runs, so that a
+    parent learns a measured lower bound even if the kernel kills this process for memory. An
+    allocator's refusal raises :class:`StepOutOfMemory` with the growth reached.
+    """
+    import threading
     _release_free_memory()
     if device.type == 'cuda':
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        if on_start:
-            on_start()
+
+        def so_far():
+            return (torch.cuda.max_memory_allocated(device) - base) / MIB
+    else:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # resets VmHWM to the current VmRSS (Linux >= 4.0)
+        base = _proc_status_mib('VmRSS')
+
+        def so_far():
+            return _proc_status_mib('VmHWM') - base
+    stop = threading.Event()
+    if report is not None and device.type == 'cpu':
+        def watch():
+            while not stop.wait(interval):
+                report(so_far())
+        threading.Thread(target=watch, daemon=True).start()
+    try:
         fn()
-        sync(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / MIB
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # resets VmHWM to the current VmRSS (Linux >= 4.0)
-    base = _proc_status_mib('VmRSS')
-    if on_start:
-        on_start()
-    fn()
-    return _proc_status_mib('VmHWM') - base
+        if device.type == 'cuda':
+            sync(device)
+        return so_far()
+    except Exception as e:  # noqa: BLE001 (only an allocator's refusal is turned into a bound)
+        if is_out_of_memory(e):
+            raise StepOutOfMemory(so_far()) from e
+        raise
+    finally:
+        stop.set()
 
 
 def run_worker(args, cfg, device):
@@ -928,41 +953,44 @@ def run_worker(args, cfg, device):
           ('infer_memory', 'ref'): sides.ref_infer}[(row, side)]
     what = dict(row=row, side=side, kind=kind[0] if kind else 'primary')
 
-    def on_start():
-        # survives an out-of-memory kill: the parent reads it as the step's lower bound
-        print(json.dumps(dict(what, headroom_mib=headroom_mib(device))), flush=True)
+    def report(growth):
+        # survives an out-of-memory kill: the parent's measured lower bound
+        print(json.dumps(dict(what, growth_mib=growth)), flush=True)
 
     try:
         if kind == ['tensors']:
-            _release_free_memory()
-            on_start()
             peak = profiled_tensor_peak(fn)
         else:
-            peak = measure_peak(fn, device, on_start)
-    except torch.OutOfMemoryError:  # CUDA (or another allocator) refused: a lower bound
-        print(json.dumps(dict(what, out_of_memory=True)), flush=True)
+            peak = measure_peak(fn, device, report)
+    except StepOutOfMemory as e:  # the allocator refused: what was reached is a lower bound
+        print(json.dumps(dict(what, out_of_memory=True, growth_mib=e.bound_mib)), flush=True)
         return
     print(json.dumps(dict(what, peak_mib=peak)))
 
 
 def worker_peak(proc, row, side):
-    """(peak MiB, out of memory?) from a memory worker's output. A worker that ran out of memory
-    (refused by the allocator, or killed by the OS: SIGKILL) needed at least the headroom it
-    reported just before its step, which is returned as a lower bound."""
+    """(peak MiB, out of memory?) from a memory worker's output. A worker whose step ran out of
+    memory (refused by the allocator, or killed by SIGKILL, as the kernel's OOM killer does) gives
+    the largest growth it reported, measured while the step ran: a lower bound of its peak."""
     lines = []
     for text in proc.stdout.splitlines():
         try:
-            lines.append(json.loads(text))
+            line = json.loads(text)
         except ValueError:
             continue  # any other output of the worker
-    lines = [x for x in lines if isinstance(x, dict)]
-    start = next((x for x in lines if 'headroom_mib' in x), None)
-    end = next((x for x in lines if 'peak_mib' in x or x.get('out_of_memory')), None)
-    if proc.returncode == 0 and end is not None and 'peak_mib' in end:
-        return end['peak_mib'], False
-    killed = proc.returncode in (-9, 137)  # the OOM killer's SIGKILL
-    if start is not None and (killed or (end or {}).get('out_of_memory')):
-        return start['headroom_mib'], True
+        if isinstance(line, dict):
+            lines.append(line)
+    done = next((x for x in lines if 'peak_mib' in x), None)
+    if proc.returncode == 0 and done is not None:
+        return done['peak_mib'], False
+    growth = [x['growth_mib'] for x in lines if 'growth_mib' in x]
+    refused = any(x.get('out_of_memory') for x in lines)
+    killed = proc.returncode in (-9, 137)
+    if growth and (refused or killed):
+        return max(growth), True
+    if killed:
+        raise RuntimeError(f'memory worker {row}:{side} was killed (SIGKILL) before its step '
+                           'reported any memory (while building its model?)')
     raise RuntimeError(f'memory worker {row}:{side} failed (exit {proc.returncode}):\n'
                        f'{proc.stderr[-3000:]}')
 
@@ -1042,7 +1070,8 @@ def text150_row(args, cfg, device, log):
 # ----------------------------------------------------------------------------- cache
 #: the trainable part of each cached variant: decode_head overrides of the config
 CACHE_VARIANTS = {
-    'decoder': ('decoder-only', 'the mask decoder trainable', {}),
+    'decoder': ('decoder-only', 'the mask decoder trainable',
+                dict(frozen_decoder=False, prompt_cfg=None)),
     'prompt': ('prompt-tuning', 'PTSAM: 8 decoder prompt tokens trainable, the decoder frozen',
                dict(frozen_decoder=True, prompt_cfg=dict(type='DecoderPromptTokens', num_tokens=8))),
 }
@@ -1063,12 +1092,14 @@ def cache_rows(args, cfg, device, log):
 def check_decoders(ours, ref, images, samples, args):
     """fp32: ours' head and the reference's decoder give the same logits on one embedding."""
     picks = naive_training_samples(samples[:1], 1, torch.Generator().manual_seed(args.seed))
-    _, _, pts, _ = picks[0]
+    _, c, pts, _ = picks[0]
+    embeds = ours.class_embeddings()  # None unless the head reads text
+    text = None if embeds is None else embeds[c:c + 1].float()
     with torch.no_grad(), fp32_trunk(ours):
         emb = ours.encode_samples(images[:1], torch.zeros(1, dtype=torch.long, device=images.device),
-                                  None)
-        o_logits, _ = ours.decode_head(emb, pts, None, None, None)
-        r_logits, _ = ref.decode(emb.float(), None, pts)
+                                  text)
+        o_logits, _ = ours.decode_head(emb, pts, None, None, text)
+        r_logits, _ = ref.decode(emb.float(), text, pts)
     rel = ((o_logits - r_logits).abs().max() / r_logits.abs().max().clamp(min=1e-12)).item()
     if rel > args.check_tol:
         raise AssertionError(f'cache rows: ours\' decoder and the reference\'s differ '
@@ -1162,10 +1193,11 @@ def bound_of(oom):
 
 
 def out_of_memory_note(oom, device):
-    where = 'free GPU memory' if device.type == 'cuda' else "the machine's MemAvailable"
     names = ' and '.join({'ours': 'ours', 'ref': 'the reference'}[s] for s in sorted(oom))
-    return (f'{names} ran out of memory (killed by the OS, or refused by the allocator): the '
-            f'value is {where} just before the step, a lower bound of its peak')
+    how = ('refused by the CUDA allocator' if device.type == 'cuda' else
+           'killed by SIGKILL, as the kernel\'s OOM killer does, or refused by the allocator')
+    return (f'{names} ran out of memory ({how}): the value is the growth measured when it '
+            'stopped, a lower bound of its peak')
 
 
 def print_table(rows):
@@ -1216,7 +1248,7 @@ def main(argv=None):
                   img_size=args.img_size, batch=args.batch,
                   classes_per_image=args.classes_per_image,
                   ours_trunk_dtype=args.autocast_dtype or 'float32',
-                  ours_decoder_dtype=args.autocast_dtype or 'float32', reference_dtype='float32',
+                  ours_decoder_dtype=decoder_dtype(args) or 'float32', reference_dtype='float32',
                   loss_size=(cfg.model.decode_head.get('loss_size', 'input')
                              if args.loss_size == 'config' else args.loss_size),
                   fast_paths=dict(fused_attn=args.fused, with_cp=args.with_cp, compile=args.compile,

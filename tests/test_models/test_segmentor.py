@@ -261,7 +261,8 @@ def test_decoder_autocast_and_loss_size_values_are_checked():
     from mmsamptx.models.heads import SAMPromptableHead
     with pytest.raises(ValueError, match="float16 without a gradient scaler.*AmpOptimWrapper"):
         SAMPromptableHead(image_size=128, autocast_dtype='float16')
-    with pytest.raises(ValueError, match="autocast_dtype must be one of .* got 'fp8'"):
+    with pytest.raises(ValueError, match=r"autocast_dtype must be one of \(None, 'auto', 'bfloat16'\), "
+                                         "got 'fp8'"):
         SAMPromptableHead(image_size=128, autocast_dtype='fp8')
     with pytest.raises(ValueError, match="loss_size must be one of \\('input', 'mask'\\), got 'full'"):
         SAMPromptableHead(image_size=128, loss_size='full')
@@ -290,8 +291,13 @@ def test_present_labels_equal_unique_and_name_negative_labels():
     from mmsamptx.models.segmentors.class_prompted_sam import present_labels
     gt = torch.randint(0, 150, (64, 64))
     gt[:4] = 255
-    assert torch.equal(present_labels(gt), gt.unique())
+    unique = gt.unique()
+    assert torch.equal(present_labels(gt), unique[unique != 255])
+    assert torch.equal(present_labels(gt, ignore_index=-1), unique)
     assert present_labels(gt[:0]).numel() == 0
-    gt[5, 5] = -3
-    with pytest.raises(ValueError, match=r'negative label value -3 in b\.png'):
-        present_labels(gt, 'b.png')
+    neg = gt.clone()
+    neg[:4] = -1                                   # a negative ignore value is dropped first
+    assert torch.equal(present_labels(neg, ignore_index=-1), unique[unique != 255])
+    neg[5, 5] = -3
+    with pytest.raises(ValueError, match=r'negative label value -3 in b\.png \(ignore_index is -1\)'):
+        present_labels(neg, -1, 'b.png')

@@ -16,6 +16,7 @@ from .sam_prompt_encoder import SAMPromptEncoder
 
 TEXT_INJECTIONS = (None, 'prompt', 'decoder')
 LOSS_SIZES = ('input', 'mask')
+HEAD_AUTOCAST_DTYPES = (None, 'auto', 'bfloat16')
 
 
 @MODELS.register_module()
@@ -78,7 +79,9 @@ class SAMPromptableHead(BaseModule):
             raise ValueError("decode_head.autocast_dtype='float16' would train the decoder in "
                              'float16 without a gradient scaler; use None, \'auto\' or '
                              "'bfloat16', or mmengine's AmpOptimWrapper(dtype='float16')")
-        resolve_autocast_dtype(autocast_dtype, 'cpu')  # checks the value
+        if autocast_dtype not in HEAD_AUTOCAST_DTYPES:
+            raise ValueError(f'decode_head.autocast_dtype must be one of {HEAD_AUTOCAST_DTYPES}, '
+                             f'got {autocast_dtype!r}')
         self.image_size = image_size
         self.multimask_output = multimask_output
         self.text_injection = text_injection

@@ -322,8 +322,7 @@ class ClassPromptedSAM(BaseSegmentor):
             allowed = self.target_classes(self.train_cfg)
         for i, ds in enumerate(data_samples):
             gt = ds.gt_sem_seg.data[0]
-            present = present_labels(gt, ds.metainfo.get('seg_map_path'))
-            present = present[(present != self.ignore_index)]
+            present = present_labels(gt, self.ignore_index, ds.metainfo.get('seg_map_path'))
             if (present >= num_classes).any():
                 raise ValueError(f"label value {present.max().item()} in {ds.metainfo.get('seg_map_path')} "
                                  f'is outside the {num_classes} classes of this model')
@@ -388,8 +387,7 @@ class ClassPromptedSAM(BaseSegmentor):
             raise ValueError("test_cfg.mode='prompted' samples points from the ground truth, but the "
                              'test pipeline loads none: add LoadAnnotations, or use mode="text"')
         gt = ds.gt_sem_seg.data[0]
-        present = [c for c in present_labels(gt, ds.metainfo.get('seg_map_path')).tolist()
-                   if c != self.ignore_index]
+        present = present_labels(gt, self.ignore_index, ds.metainfo.get('seg_map_path')).tolist()
         w_scale, h_scale = ds.metainfo.get('scale_factor', (1.0, 1.0))
         # The file name (not its folder) keys the points: the same image gets the
         # same points wherever the dataset lies.
@@ -476,13 +474,16 @@ class ClassPromptedSAM(BaseSegmentor):
         return self.encode_decode(inputs, [])
 
 
-def present_labels(gt: Tensor, where: Optional[str] = None) -> Tensor:
-    """The sorted label values of a label map (as ``gt.unique()``, by counting: no sort of the
-    H x W pixels, a twentieth of the time at 1024²)."""
+def present_labels(gt: Tensor, ignore_index: int = 255, where: Optional[str] = None) -> Tensor:
+    """The sorted label values of a label map other than ``ignore_index`` (as ``gt.unique()``
+    without it, but by counting: no sort of the H x W pixels, a tenth of the time at 1024²)."""
+    if ignore_index < 0:
+        gt = gt[gt != ignore_index]
     if gt.numel() == 0:
         return gt.new_zeros(0, dtype=torch.long)
     low = gt.min()
     if low < 0:
-        raise ValueError(f'negative label value {low.item()} in {where or "a ground-truth map"}')
-    return torch.bincount(gt.flatten().long()).nonzero()[:, 0]
-
+        raise ValueError(f'negative label value {low.item()} in {where or "a ground-truth map"} '
+                         f'(ignore_index is {ignore_index})')
+    present = torch.bincount(gt.flatten().long()).nonzero()[:, 0]
+    return present[present != ignore_index]
