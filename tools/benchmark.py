@@ -1012,21 +1012,20 @@ def memory_in_subprocesses(args, row, log, kind=''):
             continue
         clean.append(a)
     peaks = {'ours': [], 'ref': []}
-    oom = set()
+    bounds = {'ours': [], 'ref': []}
     for r in range(args.memory_repeats):
         for side in (('ref', 'ours') if r % 2 == 0 else ('ours', 'ref')):
             cmd = [sys.executable, osp.abspath(__file__), *clean, '--worker', f'{row}:{side}{kind}']
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
             peak, out_of_memory = worker_peak(proc, row, side)
-            peaks[side].append(peak)
-            if out_of_memory:
-                oom.add(side)
-                log(f'  {side} peak{kind}: OUT OF MEMORY, at least {peak:.1f} MiB')
-            else:
-                log(f'  {side} peak{kind}: {peak:.1f} MiB')
-    if oom:  # a bound is not a sample: report the bound alone
-        for side in oom:
-            peaks[side] = [min(peaks[side])]
+            (bounds if out_of_memory else peaks)[side].append(peak)
+            log(f'  {side} peak{kind}: ' + (f'OUT OF MEMORY, at least {peak:.1f} MiB'
+                                            if out_of_memory else f'{peak:.1f} MiB'))
+    # A side measured at least once is measured (its bounds, from other runs, are dropped);
+    # a side that never finished gets its smallest bound, the one every run exceeded.
+    oom = {side for side in peaks if not peaks[side]}
+    for side in oom:
+        peaks[side] = [min(bounds[side])]
     return statistics.median(peaks['ours']), statistics.median(peaks['ref']), peaks, oom
 
 
