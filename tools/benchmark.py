@@ -731,7 +731,7 @@ class Sides:
 @contextlib.contextmanager
 def fp32_trunk(model):
     """Ours with its fast paths but the trunk and the mask decoder in float32 (autocast off)."""
-    parts = [m for m in (model.backbone, model.decode_head) if hasattr(m, 'autocast_dtype')]
+    parts = (model.backbone, model.decode_head)
     saved = [m.autocast_dtype for m in parts]
     for m in parts:
         m.autocast_dtype = None

@@ -1,5 +1,4 @@
 """A promptable SAM head: prompt encoder + mask decoder, prompted by points, boxes and/or text."""
-import contextlib
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -9,7 +8,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torchvision.ops import sigmoid_focal_loss
 
-from ..utils.precision import resolve_autocast_dtype
+from ..utils.precision import autocast_context
 from ..utils.sam_checkpoint import load_sam_part, sam_checkpoint_of
 from .sam_mask_decoder import SAMMaskDecoder
 from .sam_prompt_encoder import SAMPromptEncoder
@@ -181,18 +180,11 @@ class SAMPromptableHead(BaseModule):
             sparse = torch.cat([sparse, self.prompt_tokens(batch).to(sparse.dtype)], dim=1)
         dense_pe = self.prompt_encoder.get_dense_pe()
         # Only the decoder is autocast: point encodings (sin/cos of coordinates) stay float32.
-        with self.decoder_autocast(image_embeddings.device.type):
+        # None adds no autocast of its own: an outer one (AmpOptimWrapper) still applies.
+        with autocast_context(self.autocast_dtype, image_embeddings.device.type, keep_outer=True):
             masks, iou = self.mask_decoder(image_embeddings, dense_pe, sparse, dense,
                                            self.multimask_output, extra_output_token=extra)
         return masks.float(), iou.float()
-
-    def decoder_autocast(self, device_type: str):
-        """``torch.autocast`` of ``autocast_dtype``; with none (None, or 'auto' on a device
-        without native bf16) an outer autocast, e.g. mmengine's AmpOptimWrapper, still applies."""
-        dtype = resolve_autocast_dtype(self.autocast_dtype, device_type)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device_type, dtype=dtype)
 
     def loss(self, mask_logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor,
              ignore_index: int = 255) -> Dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
 """Which autocast dtype a device runs natively, and the autocast context of a setting."""
+import contextlib
 import functools
 from typing import Optional
 
@@ -33,9 +34,12 @@ def resolve_autocast_dtype(name: Optional[str], device_type: str) -> Optional[to
     return None if name is None else getattr(torch, name)
 
 
-def autocast_context(name: Optional[str], device_type: str) -> torch.autocast:
-    """``torch.autocast`` for an ``autocast_dtype`` setting on a device; disabled for None
-    (or ``'auto'`` where the device has no native bfloat16)."""
+def autocast_context(name: Optional[str], device_type: str, keep_outer: bool = False):
+    """``torch.autocast`` for an ``autocast_dtype`` setting on a device. With no dtype (None, or
+    ``'auto'`` where the device has no native bfloat16) autocast is switched off inside, or,
+    with ``keep_outer``, left as an outer autocast (e.g. mmengine's AmpOptimWrapper) set it."""
     dtype = resolve_autocast_dtype(name, device_type)
+    if dtype is None and keep_outer:
+        return contextlib.nullcontext()
     return torch.autocast(device_type=device_type, dtype=dtype or torch.float32,
                           enabled=dtype is not None)
