@@ -1,5 +1,9 @@
 """Text encoders that turn class names into embeddings for text-guided SAM."""
-from .open_clip_text_encoder import (DEFAULT_TEMPLATES, TINY_MODEL_NAME,
+from .open_clip_text_encoder import (DEFAULT_TEMPLATES, OPENAI_IMAGENET_PROMPTS,
+                                     SAMPTX_TEXT_ENCODER, TINY_MODEL_NAME,
                                      OpenCLIPTextEncoder)
 
-__all__ = ['OpenCLIPTextEncoder', 'DEFAULT_TEMPLATES', 'TINY_MODEL_NAME']
+__all__ = [
+    'OpenCLIPTextEncoder', 'DEFAULT_TEMPLATES', 'OPENAI_IMAGENET_PROMPTS',
+    'SAMPTX_TEXT_ENCODER', 'TINY_MODEL_NAME'
+]

@@ -1,4 +1,9 @@
-"""Frozen open_clip text tower that turns class names into prompt-ensembled unit embeddings.
+"""Frozen open_clip text tower that turns class names into class embeddings.
+
+The embedding is built by one configurable chain (prompt templates, optional
+synonyms, optional subtraction of CLIP Surgery's redundant feature, optional
+L2 normalisation); its default is the usual CLIP prompt ensemble and
+:data:`SAMPTX_TEXT_ENCODER` is the SAM-PTx authors' bare-name embedding.
 
 Importing this module also registers the tiny test/demo architecture
 ``'mmsamptx-tiny-clip'`` (``model_configs/mmsamptx-tiny-clip.json``) with
@@ -12,12 +17,13 @@ import logging
 import os
 import os.path as osp
 import warnings
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import open_clip
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from open_clip import OPENAI_IMAGENET_TEMPLATES
 from open_clip import pretrained as oc_pretrained
 from torch import Tensor, nn
 
@@ -40,12 +46,30 @@ DEFAULT_TEMPLATES = (
     'there is a {} in the scene.',
 )
 
+# open_clip's 80 OpenAI ImageNet prompt templates, as '{}' format strings (open_clip
+# keeps them as one-argument callables). The default prompt list for the redundant
+# feature; CLIP Surgery uses its own 85-template list, see OpenCLIPTextEncoder.
+OPENAI_IMAGENET_PROMPTS = tuple(template('{}') for template in OPENAI_IMAGENET_TEMPLATES)
+
+# The SAM-PTx authors' text embedding [samptx-authors.md §5.2, §5.5]: OpenAI CLIP
+# ViT-B/16 (QuickGELU, as trained), the bare class name, the raw EOT feature
+# L2-normalised. Whether SAM-PTx subtracted the redundant feature is not stated;
+# set subtract_redundant=True for the chain of the authors' code (§5.4).
+SAMPTX_TEXT_ENCODER = dict(
+    type='OpenCLIPTextEncoder',
+    model_name='ViT-B-16-quickgelu',
+    pretrained='openai',
+    templates=('{}', ),
+    ensemble_normalize=False,
+    subtract_redundant=False,
+    normalize=True)
+
 # Suffixes that mark a ``pretrained`` string as a file path rather than a tag.
 _CHECKPOINT_SUFFIXES = ('.pt', '.pth', '.bin', '.safetensors', '.ckpt')
 # open_clip loads big_vision (.npz/.npy) weights straight into the image tower,
 # which this module drops.
 _UNSUPPORTED_SUFFIXES = ('.npz', '.npy')
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _TEXT_BATCH = 256  # prompts per encode_text call; bounds activation memory
 
 
@@ -60,15 +84,46 @@ def _is_str_sequence(value):
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
+def _check_flag(option: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f'{option} must be True or False, got {value!r}.')
+    return value
+
+
 @MODELS.register_module()
 class OpenCLIPTextEncoder(BaseModule):
-    """Frozen open_clip text encoder that maps class names to (N, D) prompt-ensembled embeddings.
+    """Frozen open_clip text encoder that maps class names to (N, D) class embeddings.
 
-    For every class name each template is filled in (``template.format(name)``),
-    tokenised with ``open_clip.get_tokenizer(model_name)`` and passed through
-    ``encode_text``; the per-template embeddings are L2-normalised, averaged
-    and L2-normalised again. With ``templates=('{}',)`` the output equals
-    ``F.normalize(model.encode_text(tokenizer(names)), dim=-1)`` of open_clip.
+    Each class name becomes one row by this chain (every step a constructor
+    option; the defaults give the usual CLIP prompt ensemble):
+
+    1. The strings of the class: ``synonyms[name]`` if given, else ``[name]``.
+    2. ``e[s, k] = encode_text(templates[k].format(s))``: the raw text feature
+       (the EOT token after ``ln_final``, times ``text_projection``; open_clip's
+       ``encode_text(tokens, normalize=False)``) for every string ``s`` and
+       template ``k``.
+    3. Per string, ``t_s = mean_k e[s, k]``. With ``ensemble_normalize`` it is the
+       CLIP prompt ensemble instead: ``t_s = n(mean_k n(e[s, k]))`` with
+       ``n(x) = x / ||x||``.
+    4. ``t = mean_s t_s``, the plain mean over the strings of the class.
+    5. With ``subtract_redundant``: ``t = t - r`` (see :meth:`redundant_feature`).
+    6. With ``normalize``: ``t = t / ||t||``.
+
+    The SAM-PTx authors' code [samptx-authors.md §5] computes, with the OpenAI
+    CLIP ViT-B/16: the bare class name (``templates=('{}',)``, no ensemble), the
+    plain mean over PASCAL VOC synonyms (§5.3), the redundant feature subtracted
+    and the result L2-normalised (§5.5). :data:`SAMPTX_TEXT_ENCODER` is that
+    chain without the subtraction, which the SAM-PTx paper does not state::
+
+        text_encoder=dict(type='OpenCLIPTextEncoder', model_name='ViT-B-16-quickgelu',
+                          pretrained='openai', templates=('{}',), ensemble_normalize=False,
+                          subtract_redundant=False, normalize=True)
+
+    ``subtract_redundant=True`` gives the authors' code's chain (with the caveat
+    on ``redundant_templates`` below); ``normalize=False`` as well leaves
+    ``t_raw - r``, and with ``subtract_redundant=False`` the raw ``t_raw``.
+    The OpenAI CLIP is ``'ViT-B-16-quickgelu'`` here: its weights were trained
+    with QuickGELU, and ``'ViT-B-16'`` builds GELU (a warning says so).
 
     Building the module never touches the disk or the network: the open_clip
     model is created with random weights and only its text path is kept (the
@@ -77,8 +132,8 @@ class OpenCLIPTextEncoder(BaseModule):
 
     All parameters are frozen (``requires_grad=False``) and the CLIP model stays
     in eval mode whatever :meth:`train` is given. Embeddings are cached in
-    memory per (weights, templates, class names) and, with ``cache_dir``, on
-    disk as well.
+    memory per (weights, options, class names) and, with ``cache_dir``, on
+    disk as well; every option above is part of the key.
 
     Class names are used exactly as given: underscores and hyphens are NOT
     replaced (``'traffic_light'`` is tokenised as written). Rewrite names in
@@ -88,9 +143,9 @@ class OpenCLIPTextEncoder(BaseModule):
 
     Args:
         model_name (str): An open_clip architecture name from
-            ``open_clip.list_models()``, e.g. ``'ViT-B-16'``, or the tiny
-            ``'mmsamptx-tiny-clip'`` (width 64, 2 layers, embed_dim 64; for
-            tests and CPU demos). Names whose text tower comes from Hugging
+            ``open_clip.list_models()``, e.g. ``'ViT-B-16-quickgelu'``, or the
+            tiny ``'mmsamptx-tiny-clip'`` (width 64, 2 layers, embed_dim 64;
+            for tests and CPU demos). Names whose text tower comes from Hugging
             Face transformers, and ``'hf-hub:'``/``'local-dir:'`` schemas, are
             rejected because building them needs the network or the disk.
         pretrained (str, optional): Where :meth:`init_weights` loads weights
@@ -102,8 +157,28 @@ class OpenCLIPTextEncoder(BaseModule):
             the working directory when the weights are loaded). ``None`` keeps
             the random initialisation. Defaults to None.
         templates (Sequence[str]): Prompt templates, each with exactly one
-            ``'{}'`` where the class name goes. Defaults to
-            :data:`DEFAULT_TEMPLATES` (5 prompts).
+            ``'{}'`` where the class name goes; ``('{}',)`` is the bare name.
+            Defaults to :data:`DEFAULT_TEMPLATES` (5 prompts).
+        ensemble_normalize (bool): Step 3: L2-normalise each template's
+            feature and the mean over templates (the CLIP prompt ensemble).
+            False averages the raw features. Defaults to True.
+        synonyms (Mapping[str, Sequence[str]], optional): Step 1: class name
+            -> the strings that stand for it, the name itself included if it
+            should count (e.g. ``{'aeroplane': ['aeroplane', 'airplane',
+            'plane']}``). Names not in the mapping use themselves, so
+            ``class_names`` stay plain strings. Defaults to None.
+        subtract_redundant (bool): Step 5: subtract CLIP Surgery's redundant
+            feature r (arXiv 2304.05653; samptx-authors.md §5.4).
+            Defaults to False.
+        redundant_templates (Sequence[str]): The templates that the empty
+            string is filled into to compute r; used only with
+            ``subtract_redundant``. Defaults to :data:`OPENAI_IMAGENET_PROMPTS`,
+            open_clip's 80 OpenAI ImageNet templates. CLIP Surgery (and the
+            SAM-PTx authors' code) use CLIP Surgery's own 85-template list
+            instead, so with this default r differs from theirs; pass that list
+            here for exact fidelity.
+        normalize (bool): Step 6: L2-normalise the final embedding.
+            Defaults to True.
         cache_dir (str, optional): Folder for the on-disk embedding cache
             (one small ``<sha256>.pt`` file per key). Defaults to None (memory
             cache only).
@@ -123,6 +198,12 @@ class OpenCLIPTextEncoder(BaseModule):
                  model_name: str,
                  pretrained: Optional[str] = None,
                  templates: Sequence[str] = DEFAULT_TEMPLATES,
+                 *,
+                 ensemble_normalize: bool = True,
+                 synonyms: Optional[Mapping[str, Sequence[str]]] = None,
+                 subtract_redundant: bool = False,
+                 redundant_templates: Sequence[str] = OPENAI_IMAGENET_PROMPTS,
+                 normalize: bool = True,
                  cache_dir: Optional[str] = None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -131,6 +212,12 @@ class OpenCLIPTextEncoder(BaseModule):
         self.pretrained = pretrained
         self._pretrained_kind = self._check_pretrained(model_name, pretrained)
         self.templates = self._check_templates(templates)
+        self.ensemble_normalize = _check_flag('ensemble_normalize', ensemble_normalize)
+        self.synonyms = self._check_synonyms(synonyms)
+        self.subtract_redundant = _check_flag('subtract_redundant', subtract_redundant)
+        self.redundant_templates = self._check_templates(
+            redundant_templates, option='redundant_templates')
+        self.normalize = _check_flag('normalize', normalize)
         self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
 
         log_filter = _DropRandomInitNotice()
@@ -155,6 +242,7 @@ class OpenCLIPTextEncoder(BaseModule):
         self._weights_digest: Optional[str] = None
         self._weights_source = 'random-init'
         self._warned_unloaded = False
+        self._redundant: Optional[Tuple[tuple, Tensor]] = None  # (key, r), see redundant_feature
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -221,25 +309,49 @@ class OpenCLIPTextEncoder(BaseModule):
             f"use './{pretrained}' for a file in the working directory).")
 
     @staticmethod
-    def _check_templates(templates) -> Tuple[str, ...]:
+    def _check_templates(templates, option: str = 'templates') -> Tuple[str, ...]:
         if not _is_str_sequence(templates):
             raise TypeError(
-                f'templates must be a sequence of strings such as ("a photo of a {{}}.",), '
+                f'{option} must be a sequence of strings such as ("a photo of a {{}}.",), '
                 f'got {templates!r}.')
         if len(templates) == 0:
-            raise ValueError('templates is empty; give at least one template such as "{}".')
+            raise ValueError(f'{option} is empty; give at least one template such as "{{}}".')
         for template in templates:
             if not isinstance(template, str) or template.count('{}') != 1:
                 raise ValueError(
-                    f"Each template must be a string with exactly one '{{}}' for the class "
+                    f"Each of {option} must be a string with exactly one '{{}}' for the class "
                     f'name, got {template!r}.')
             try:
                 template.format('x')
             except (IndexError, KeyError, ValueError) as e:
                 raise ValueError(
-                    f'Template {template!r} is not a valid format string ({e}); write literal '
-                    "braces as '{{' and '}}'.") from e
+                    f'Template {template!r} in {option} is not a valid format string ({e}); '
+                    "write literal braces as '{{' and '}}'.") from e
         return tuple(templates)
+
+    @staticmethod
+    def _check_synonyms(synonyms) -> Dict[str, Tuple[str, ...]]:
+        """Return ``synonyms`` as {name: tuple of strings}; {} for None."""
+        if synonyms is None:
+            return {}
+        if not isinstance(synonyms, Mapping):
+            raise TypeError(
+                "synonyms must be None or a dict {class name: [strings]}, such as "
+                f"{{'aeroplane': ['aeroplane', 'airplane']}}, got {synonyms!r}.")
+        checked = {}
+        for name, strings in synonyms.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f'synonyms key {name!r} is not a non-empty class name.')
+            if not _is_str_sequence(strings) or len(strings) == 0:
+                raise ValueError(
+                    f'synonyms[{name!r}] = {strings!r} must be a non-empty list of strings, '
+                    f'such as [{name!r}, ...].')
+            for s in strings:
+                if not isinstance(s, str) or not s.strip():
+                    raise ValueError(
+                        f'synonyms[{name!r}] contains {s!r}, which is not a non-empty string.')
+            checked[name] = tuple(strings)
+        return checked
 
     @staticmethod
     def _check_class_names(class_names) -> Tuple[str, ...]:
@@ -285,7 +397,12 @@ class OpenCLIPTextEncoder(BaseModule):
 
     def extra_repr(self) -> str:
         return (f'model_name={self.model_name!r}, pretrained={self.pretrained!r}, '
-                f'templates={len(self.templates)}, cache_dir={self.cache_dir!r}')
+                f'templates={len(self.templates)}, '
+                f'ensemble_normalize={self.ensemble_normalize}, '
+                f'synonyms={len(self.synonyms)}, subtract_redundant={self.subtract_redundant}'
+                + (f' ({len(self.redundant_templates)} templates)'
+                   if self.subtract_redundant else '')
+                + f', normalize={self.normalize}, cache_dir={self.cache_dir!r}')
 
     # ----------------------------------------------------------------- weights
     def init_weights(self):
@@ -381,6 +498,7 @@ class OpenCLIPTextEncoder(BaseModule):
         self._weights_version += 1
         self._weights_digest = None
         self._memory_cache.clear()
+        self._redundant = None
 
     def clear_cache(self):
         """Drop the in-memory embeddings (files in ``cache_dir`` are kept).
@@ -411,25 +529,20 @@ class OpenCLIPTextEncoder(BaseModule):
         return self.encode(class_names)
 
     def encode(self, class_names: Sequence[str]) -> Tensor:
-        """Embed class names with the prompt-template ensemble.
+        """Embed class names by the chain of the class docstring.
 
         Args:
             class_names (Sequence[str]): N non-empty names, used as given.
 
         Returns:
-            Tensor: (N, D) float32 on :attr:`device`, each row of unit L2 norm
-            (D = :attr:`embed_dim`). A fresh tensor; the cache is not aliased.
+            Tensor: (N, D) float32 on :attr:`device` (D = :attr:`embed_dim`),
+            each row of unit L2 norm when ``normalize``. A fresh tensor; the
+            cache is not aliased.
         """
         names = self._check_class_names(class_names)
-        if self.pretrained is not None and self._weights_source == 'random-init' \
-                and not self._warned_unloaded:
-            warnings.warn(
-                f'OpenCLIPTextEncoder.encode() called before init_weights(): '
-                f'pretrained={self.pretrained!r} is not loaded, the text tower still has '
-                'random weights.', UserWarning)
-            self._warned_unloaded = True
+        self._warn_if_unloaded()
         dtype = next(self.clip.parameters()).dtype
-        key = (self._weights_version, dtype, self.templates, names)
+        key = (self._weights_version, dtype, self._options(names))
         emb = self._memory_cache.get(key)
         if emb is None:
             emb = self._load_disk_cache(names) if self.cache_dir is not None else None
@@ -440,24 +553,73 @@ class OpenCLIPTextEncoder(BaseModule):
             self._memory_cache[key] = emb
         return emb.to(device=self.device, dtype=torch.float32, copy=True)
 
-    def _compute(self, names: Tuple[str, ...]) -> Tensor:
-        """Run the text tower; return (N, D) float32 on the CPU."""
-        num_t = len(self.templates)
-        prompts = [template.format(name) for name in names for template in self.templates]
-        tokens = self.tokenizer(prompts)  # (N * T, context_length)
+    def redundant_feature(self) -> Tensor:
+        """CLIP Surgery's redundant feature r, (1, D) of unit norm.
+
+        r = m / ||m|| with m = mean_k e_k / ||e_k||, where e_k is the raw text
+        feature of the empty string filled into ``redundant_templates[k]``
+        (CLIP Surgery's feature surgery, arXiv 2304.05653; samptx-authors.md
+        §5.4). It is the direction that every prompt shares whatever the class,
+        which ``subtract_redundant`` removes. Computed once per weights.
+
+        Returns:
+            Tensor: (1, D) float32 on :attr:`device`.
+        """
+        self._warn_if_unloaded()
+        key = (self._weights_version, next(self.clip.parameters()).dtype,
+               self.redundant_templates)
+        if self._redundant is None or self._redundant[0] != key:
+            prompts = [template.format('') for template in self.redundant_templates]
+            feats = F.normalize(self._encode_prompts(prompts), dim=-1)
+            self._redundant = (key, F.normalize(feats.mean(dim=0, keepdim=True), dim=-1))
+        return self._redundant[1].to(device=self.device, copy=True)
+
+    def _warn_if_unloaded(self):
+        if self.pretrained is not None and self._weights_source == 'random-init' \
+                and not self._warned_unloaded:
+            warnings.warn(
+                f'OpenCLIPTextEncoder.encode() called before init_weights(): '
+                f'pretrained={self.pretrained!r} is not loaded, the text tower still has '
+                'random weights.', UserWarning)
+            self._warned_unloaded = True
+
+    def _strings_of(self, name: str) -> Tuple[str, ...]:
+        return self.synonyms.get(name, (name, ))
+
+    def _options(self, names: Tuple[str, ...]) -> tuple:
+        """Everything besides the weights that decides the embeddings of ``names``."""
+        return (self.templates, self.ensemble_normalize,
+                tuple(self._strings_of(name) for name in names), self.subtract_redundant,
+                self.redundant_templates if self.subtract_redundant else None,
+                self.normalize, names)
+
+    def _encode_prompts(self, prompts) -> Tensor:
+        """Raw text features of ``prompts`` (encode_text without normalisation): (P, D) float32."""
+        tokens = self.tokenizer(prompts)  # (P, context_length)
         self.clip.eval()
         with torch.no_grad():
-            feats = torch.cat([
-                self.clip.encode_text(chunk.to(self.device)).float()
+            return torch.cat([
+                self.clip.encode_text(chunk.to(self.device), normalize=False).float()
                 for chunk in tokens.split(_TEXT_BATCH)
             ])
-            feats = F.normalize(feats, dim=-1).view(len(names), num_t, -1)  # (N, T, D)
-            if num_t == 1:
-                # Mean and re-normalisation are no-ops here; skipping them keeps
-                # the result bit-identical to open_clip's normalised encode_text.
-                emb = feats[:, 0]
-            else:
-                emb = F.normalize(feats.mean(dim=1), dim=-1)
+
+    def _compute(self, names: Tuple[str, ...]) -> Tensor:
+        """Run the chain of the class docstring; return (N, D) float32 on the CPU."""
+        strings = [self._strings_of(name) for name in names]
+        prompts = [template.format(s) for group in strings for s in group
+                   for template in self.templates]
+        feats = self._encode_prompts(prompts)  # (S * T, D), S strings in all
+        feats = feats.view(-1, len(self.templates), feats.shape[-1])  # (S, T, D)
+        if self.ensemble_normalize:
+            per_string = F.normalize(F.normalize(feats, dim=-1).mean(dim=1), dim=-1)
+        else:
+            per_string = feats.mean(dim=1)  # (S, D)
+        emb = torch.stack([group.mean(dim=0) for group in
+                           per_string.split([len(group) for group in strings])])  # (N, D)
+        if self.subtract_redundant:
+            emb = emb - self.redundant_feature()
+        if self.normalize:
+            emb = F.normalize(emb, dim=-1)
         return emb.cpu()
 
     # -------------------------------------------------------------- disk cache
@@ -482,6 +644,12 @@ class OpenCLIPTextEncoder(BaseModule):
             'model_cfg': self._model_cfg,
             'weights_sha256': self._weights_hash(),
             'templates': list(self.templates),
+            'ensemble_normalize': self.ensemble_normalize,
+            'strings': [list(self._strings_of(name)) for name in names],
+            'subtract_redundant': self.subtract_redundant,
+            'redundant_templates': (list(self.redundant_templates)
+                                    if self.subtract_redundant else None),
+            'normalize': self.normalize,
             'class_names': list(names),
         }, sort_keys=True, ensure_ascii=False)
 
@@ -502,8 +670,9 @@ class OpenCLIPTextEncoder(BaseModule):
             elif not isinstance(emb, Tensor) or emb.dtype != torch.float32 \
                     or tuple(emb.shape) != (len(names), self.embed_dim):
                 reason = 'wrong tensor type or shape'
-            elif not torch.isfinite(emb).all() or \
-                    (emb.norm(dim=-1) - 1).abs().max() > 1e-4:
+            elif not torch.isfinite(emb).all():
+                reason = 'non-finite values'
+            elif self.normalize and (emb.norm(dim=-1) - 1).abs().max() > 1e-4:
                 reason = 'rows are not unit-norm'
             else:
                 return emb
