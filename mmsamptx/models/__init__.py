@@ -1,2 +1,2 @@
-from . import (adapters, backbones, heads, necks, segmentors,  # noqa: F401
-               text_encoders)
+from . import (adapters, backbones, heads, losses, necks,  # noqa: F401
+               segmentors, text_encoders)

@@ -1,5 +1,8 @@
 from .sam_mask_decoder import SAMMaskDecoder
 from .sam_promptable_head import SAMPromptableHead
 from .sam_prompt_encoder import SAMPromptEncoder
+from .text_cross_attention import TextCrossAttention
+from .text_prompt_token import TextPromptToken
 
-__all__ = ['SAMMaskDecoder', 'SAMPromptEncoder', 'SAMPromptableHead']
+__all__ = ['SAMMaskDecoder', 'SAMPromptEncoder', 'SAMPromptableHead', 'TextCrossAttention',
+           'TextPromptToken']

@@ -1,10 +1,13 @@
 """SAM's mask decoder, extended to pair each image embedding with its own prompts."""
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmseg.registry import MODELS
 from segment_anything.modeling import MaskDecoder, TwoWayTransformer
+
+# Transforms the decoder's token sequence (B, T, C) -> (B, T, C) before the two-way transformer.
+TokenMixer = Callable[[torch.Tensor], torch.Tensor]
 
 
 @MODELS.register_module()
@@ -31,17 +34,20 @@ class SAMMaskDecoder(MaskDecoder):
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                 sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
                 multimask_output: bool,
-                extra_output_token: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                extra_output_token: Optional[torch.Tensor] = None,
+                token_mixer: Optional[TokenMixer] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Masks (B, 3 or 1, 4h, 4w) and their predicted IoUs (B, 3 or 1); see :meth:`predict_masks`."""
         masks, iou_pred = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
-                                             dense_prompt_embeddings, extra_output_token)
+                                             dense_prompt_embeddings, extra_output_token,
+                                             token_mixer)
         mask_slice = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, mask_slice], iou_pred[:, mask_slice]
 
     def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                       sparse_prompt_embeddings: torch.Tensor,
                       dense_prompt_embeddings: torch.Tensor,
-                      extra_output_token: Optional[torch.Tensor] = None
+                      extra_output_token: Optional[torch.Tensor] = None,
+                      token_mixer: Optional[TokenMixer] = None
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Predict all mask tokens' masks and IoUs.
 
@@ -53,6 +59,9 @@ class SAMMaskDecoder(MaskDecoder):
             extra_output_token: optional (B, C) token placed after the mask tokens;
                 its transformer output is added to every mask token's output
                 before the hypernetworks (text injected into the decoder).
+            token_mixer: optional callable (B, T, C) -> (B, T, C) applied to the whole
+                token sequence (output tokens, then sparse prompts) before the two-way
+                transformer, e.g. a :class:`TextCrossAttention` bound to the text.
 
         Returns:
             masks (B, num_mask_tokens, 4h, 4w) and IoU predictions (B, num_mask_tokens).
@@ -67,6 +76,8 @@ class SAMMaskDecoder(MaskDecoder):
             parts.append(extra_output_token[:, None, :].to(output_tokens.dtype))
         parts.append(sparse_prompt_embeddings.to(output_tokens.dtype))
         tokens = torch.cat(parts, dim=1)
+        if token_mixer is not None:
+            tokens = token_mixer(tokens)
         src = image_embeddings.expand(b, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(b, -1, -1, -1)
         _, c, h, w = src.shape

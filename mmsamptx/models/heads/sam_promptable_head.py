@@ -1,4 +1,5 @@
 """A promptable SAM head: prompt encoder + mask decoder, prompted by points, boxes and/or text."""
+import functools
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -8,12 +9,16 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torchvision.ops import sigmoid_focal_loss
 
+from ..losses import SoftIoULoss
 from ..utils.precision import autocast_context
 from ..utils.sam_checkpoint import load_sam_part, sam_checkpoint_of
 from .sam_mask_decoder import SAMMaskDecoder
 from .sam_prompt_encoder import SAMPromptEncoder
+from .text_cross_attention import TextCrossAttention
+from .text_prompt_token import TextPromptToken
 
-TEXT_INJECTIONS = (None, 'prompt', 'decoder')
+TEXT_INJECTIONS = (None, 'prompt', 'decoder', 'prompt_encoder', 'decoder_cross_attn')
+LOSS_TERMS = ('mask', 'dice', 'iou', 'soft_iou')
 LOSS_SIZES = ('input', 'mask')
 HEAD_AUTOCAST_DTYPES = (None, 'auto', 'bfloat16')
 
@@ -23,10 +28,17 @@ class SAMPromptableHead(BaseModule):
     """SAM's prompt encoder and mask decoder, with optional text prompts, and SAM's losses.
 
     Text can enter here (besides the encoder's adapters), as the two
-    alternatives SAM-PTx compares against (arXiv 2508.00213, Sec. 4):
-    ``text_injection='prompt'`` adds the projected text embedding as one more
-    sparse prompt token; ``'decoder'`` adds it as an extra output token of the
-    mask decoder, whose output refines every mask token.
+    alternatives SAM-PTx compares against (arXiv 2508.00213, Sec. 4). In the
+    authors' form (docs/methods/samptx-authors.md §3.7, §3.8):
+    ``text_injection='prompt_encoder'`` appends a :class:`TextPromptToken` (bias-free
+    projection + text-type embedding; a learned no-text token without text) after
+    SAM's sparse tokens; ``'decoder_cross_attn'`` lets the decoder's tokens attend to
+    the projected text in a :class:`TextCrossAttention` block before the two-way
+    transformer. Our earlier designs remain: ``'prompt'`` appends ``Linear(D, C)(t)``
+    (with bias) as one more sparse token; ``'decoder'`` adds it as an extra output
+    token of the mask decoder, whose output refines every mask token. The text
+    modules are new parameters and train whatever ``frozen_prompt_encoder`` and
+    ``frozen_decoder`` say.
 
     Args:
         image_size, patch_size: the encoder's input side and patch (sizes the prompt encoder).
@@ -34,7 +46,8 @@ class SAMPromptableHead(BaseModule):
         decoder: extra arguments of :class:`SAMMaskDecoder`.
         multimask_output: predict SAM's 3 masks and train the best one (by loss)
             instead of the single-mask output.
-        text_injection: ``None``, ``'prompt'`` or ``'decoder'``.
+        text_injection: ``None``, ``'prompt_encoder'``, ``'decoder_cross_attn'`` (the
+            authors' baselines), ``'prompt'`` or ``'decoder'`` (ours, earlier).
         text_dims: width of the text embeddings (with ``text_injection``).
         prompt_cfg: learnable decoder prompt tokens appended to the sparse prompt
             embeddings, e.g. ``dict(type='DecoderPromptTokens', num_tokens=8)``
@@ -42,7 +55,15 @@ class SAMPromptableHead(BaseModule):
             drive the decoder. ``None`` for none.
         frozen_prompt_encoder, frozen_decoder: freeze SAM's modules here.
         mask_loss: ``'focal'`` (SAM's) or ``'bce'`` on mask logits.
-        loss_weights: weights of the mask, dice and IoU-MSE terms (SAM: 20, 1, 1).
+        loss_weights: weights of the terms ``mask`` (focal / BCE), ``dice``, ``iou``
+            (MSE of the predicted IoU) and ``soft_iou``; default SAM's 20, 1, 1 and 0.
+            A weight of 0 for ``iou`` or ``soft_iou`` leaves the term out: it is
+            neither computed nor returned. The SAM-PTx authors' loss (§6.5) is
+            ``mask_loss='bce', loss_weights=dict(mask=1, dice=1, iou=0, soft_iou=1),
+            dice_eps=1e-6`` with ``loss_size='mask'``.
+        dice_eps: eps of mmseg's naive Dice, ``1 - (2 sum(pg) + eps) / (sum(p) + sum(g) + eps)``.
+            The authors' Dice has no eps in the numerator; per sample the two differ by
+            ``eps / (sum(p) + sum(g) + eps) <= eps / (sum(p) + sum(g))``.
         loss_size: where the losses are computed: ``'input'`` upsamples the mask
             logits (bilinear) to the targets' size, the input resolution; ``'mask'``
             keeps the decoder's own 4h x 4w logits (256² for a 1024² input) and
@@ -65,13 +86,16 @@ class SAMPromptableHead(BaseModule):
                  prompt_cfg: Optional[dict] = None,
                  frozen_prompt_encoder: bool = True, frozen_decoder: bool = False,
                  mask_loss: str = 'focal', loss_weights: Optional[Dict[str, float]] = None,
-                 loss_size: str = 'input', autocast_dtype: Optional[str] = None,
+                 dice_eps: float = 1.0, loss_size: str = 'input', autocast_dtype: Optional[str] = None,
                  checkpoint: Optional[str] = None, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if text_injection not in TEXT_INJECTIONS:
             raise ValueError(f'text_injection must be one of {TEXT_INJECTIONS}, got {text_injection!r}')
         if mask_loss not in ('focal', 'bce'):
             raise ValueError(f"mask_loss must be 'focal' or 'bce', got {mask_loss!r}")
+        unknown = sorted(set(loss_weights or {}) - set(LOSS_TERMS))
+        if unknown:
+            raise ValueError(f'loss_weights: unknown terms {unknown}; valid terms are {LOSS_TERMS}')
         if loss_size not in LOSS_SIZES:
             raise ValueError(f'loss_size must be one of {LOSS_SIZES}, got {loss_size!r}')
         if autocast_dtype == 'float16':
@@ -87,7 +111,8 @@ class SAMPromptableHead(BaseModule):
         self.mask_loss = mask_loss
         self.loss_size = loss_size
         self.autocast_dtype = autocast_dtype
-        self.loss_weights = {**dict(mask=20.0, dice=1.0, iou=1.0), **(loss_weights or {})}
+        self.loss_weights = {**dict(mask=20.0, dice=1.0, iou=1.0, soft_iou=0.0),
+                             **(loss_weights or {})}
         self.checkpoint = checkpoint
         self.prompt_encoder = SAMPromptEncoder(embed_dims, image_size, patch_size)
         self.mask_decoder = SAMMaskDecoder(transformer_dim=embed_dims, **(decoder or {}))
@@ -95,15 +120,21 @@ class SAMPromptableHead(BaseModule):
                                (self.mask_decoder, frozen_decoder)):
             for p in module.parameters():
                 p.requires_grad = not frozen
-        self.text_proj = None
-        if text_injection is not None:
+        self.text_proj = self.text_prompt_token = self.text_cross_attn = None
+        if text_injection in ('prompt', 'decoder'):
             self.text_proj = nn.Linear(text_dims, embed_dims)
+        elif text_injection == 'prompt_encoder':
+            self.text_prompt_token = TextPromptToken(text_dims, embed_dims)
+        elif text_injection == 'decoder_cross_attn':
+            self.text_cross_attn = TextCrossAttention(
+                text_dims, embed_dims, num_heads=(decoder or {}).get('num_heads', 8))
         self.prompt_tokens = None
         if prompt_cfg is not None:
             from ..adapters import DecoderPromptTokens  # noqa: F401  (registers the type)
             self.prompt_tokens = MODELS.build(dict(dict(embed_dims=embed_dims), **prompt_cfg))
         self.loss_dice = MODELS.build(dict(type='DiceLoss', use_sigmoid=True, activate=False,
-                                           naive_dice=True, eps=1.0, reduction='none'))
+                                           naive_dice=True, eps=dice_eps, reduction='none'))
+        self.loss_soft_iou = SoftIoULoss(eps=1e-6, reduction='none')
 
     @property
     def uses_text(self) -> bool:
@@ -150,16 +181,43 @@ class SAMPromptableHead(BaseModule):
             image_embeddings: (1 or B, C, h, w) from the neck.
             points: (B, N, 2) xy in input pixels; point_labels: (B, N).
             boxes: (B, 4) xyxy in input pixels.
-            text_embeds: (B, D), used when ``text_injection`` is set.
-
-        The sparse tokens are, in order: points / boxes, the text token
-        (``text_injection='prompt'``), then the learnable prompt tokens.
+            text_embeds: (B, D), used when ``text_injection`` is set (optional with
+                ``'prompt_encoder'``, which then appends its no-text token).
 
         Returns:
             mask logits (B, M, 4h, 4w) and predicted IoUs (B, M), M = 3 or 1, float32.
         """
         batch = next(t.shape[0] for t in (points, boxes, text_embeds, image_embeddings)
                      if t is not None)
+        if self.text_injection not in (None, 'prompt_encoder') and text_embeds is None:
+            raise ValueError(f"text_injection={self.text_injection!r} needs text_embeds (B, D)")
+        sparse, dense = self.embed_prompts(batch, points, point_labels, boxes, text_embeds)
+        extra = mixer = None
+        if self.text_injection == 'decoder':
+            extra = self.text_proj(text_embeds.to(self.text_proj.weight.dtype))
+        elif self.text_injection == 'decoder_cross_attn':
+            mixer = functools.partial(self.text_cross_attn, text=text_embeds)
+        dense_pe = self.prompt_encoder.get_dense_pe()
+        # Only the decoder is autocast: point encodings (sin/cos of coordinates) stay float32.
+        # None adds no autocast of its own: an outer one (AmpOptimWrapper) still applies.
+        with autocast_context(self.autocast_dtype, image_embeddings.device.type, keep_outer=True):
+            masks, iou = self.mask_decoder(image_embeddings, dense_pe, sparse, dense,
+                                           self.multimask_output, extra_output_token=extra,
+                                           token_mixer=mixer)
+        return masks.float(), iou.float()
+
+    def embed_prompts(self, batch: int, points: Optional[torch.Tensor] = None,
+                      point_labels: Optional[torch.Tensor] = None,
+                      boxes: Optional[torch.Tensor] = None,
+                      text_embeds: Optional[torch.Tensor] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's sparse (B, N', C) and dense (B, C, h, w) prompt embeddings.
+
+        The sparse tokens are, in order: SAM's point / box tokens (with its
+        not-a-point padding when there is no box), the text token
+        (``text_injection='prompt'`` or ``'prompt_encoder'``), then the learnable
+        prompt tokens. Arguments as in :meth:`forward`; ``batch`` is B.
+        """
         point_prompt = None
         if points is not None:
             if point_labels is None:
@@ -167,24 +225,18 @@ class SAMPromptableHead(BaseModule):
             self.check_points(points, point_labels)
             point_prompt = (points, point_labels)
         sparse, dense = self.prompt_encoder.embed(point_prompt, boxes, None, batch_size=batch)
-        extra = None
-        if self.text_injection is not None:
+        token = None
+        if self.text_injection == 'prompt':
             if text_embeds is None:
-                raise ValueError(f"text_injection={self.text_injection!r} needs text_embeds (B, D)")
-            token = self.text_proj(text_embeds.to(self.text_proj.weight.dtype))
-            if self.text_injection == 'prompt':
-                sparse = torch.cat([sparse, token[:, None, :].to(sparse.dtype)], dim=1)
-            else:
-                extra = token
+                raise ValueError("text_injection='prompt' needs text_embeds (B, D)")
+            token = self.text_proj(text_embeds.to(self.text_proj.weight.dtype))[:, None, :]
+        elif self.text_injection == 'prompt_encoder':
+            token = self.text_prompt_token(text_embeds, batch_size=batch)
+        if token is not None:
+            sparse = torch.cat([sparse, token.to(sparse.dtype)], dim=1)
         if self.prompt_tokens is not None:
             sparse = torch.cat([sparse, self.prompt_tokens(batch).to(sparse.dtype)], dim=1)
-        dense_pe = self.prompt_encoder.get_dense_pe()
-        # Only the decoder is autocast: point encodings (sin/cos of coordinates) stay float32.
-        # None adds no autocast of its own: an outer one (AmpOptimWrapper) still applies.
-        with autocast_context(self.autocast_dtype, image_embeddings.device.type, keep_outer=True):
-            masks, iou = self.mask_decoder(image_embeddings, dense_pe, sparse, dense,
-                                           self.multimask_output, extra_output_token=extra)
-        return masks.float(), iou.float()
+        return sparse, dense
 
     def loss(self, mask_logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor,
              ignore_index: int = 255) -> Dict[str, torch.Tensor]:
@@ -196,10 +248,17 @@ class SAMPromptableHead(BaseModule):
             iou_pred: (B, M).
             targets: (B, H, W) with 1 = in the mask, 0 = out, ``ignore_index`` = not counted.
 
+        Per sample, BCE / focal is the mean over its counted pixels, and Dice and
+        soft IoU sum over them; each term is then averaged over the samples. With no
+        ``ignore_index`` pixel in ``targets`` every pixel counts: BCE is the mean over
+        all B x h x w pixels, as the SAM-PTx authors compute it (§6.5).
+
         Returns:
-            ``loss_mask`` (focal or BCE), ``loss_dice`` and ``loss_iou`` (MSE of the
-            predicted IoU), each weighted; with M = 3 only the mask of least
-            mask + dice loss counts per sample, as SAM trains.
+            ``loss_mask`` (focal or BCE), ``loss_dice``, ``loss_iou`` (MSE of the
+            predicted IoU; only with a nonzero ``iou`` weight) and ``loss_soft_iou``
+            (only with a nonzero ``soft_iou`` weight), each weighted; with M = 3 only
+            the mask of least weighted mask + dice (+ soft IoU) loss counts per
+            sample, as SAM trains.
         """
         b, m = mask_logits.shape[:2]
         logits = mask_logits.float()
@@ -219,19 +278,29 @@ class SAMPromptableHead(BaseModule):
         prob = logits.sigmoid() * valid
         dice_l = self.loss_dice(prob.flatten(0, 1)[:, None],
                                 (target * valid).flatten(0, 1)[:, None]).view(b, m)
-        total = self.loss_weights['mask'] * mask_l + self.loss_weights['dice'] * dice_l
+        w = self.loss_weights
+        total = w['mask'] * mask_l + w['dice'] * dice_l
+        soft_iou_l = None
+        if w['soft_iou'] != 0:
+            soft_iou_l = self.loss_soft_iou(prob.flatten(0, 1), target.flatten(0, 1),
+                                            valid.flatten(0, 1)).view(b, m)
+            total = total + w['soft_iou'] * soft_iou_l
         best = total.argmin(dim=1) if m > 1 else torch.zeros(b, dtype=torch.long, device=total.device)
         rows = torch.arange(b, device=total.device)
+        losses = dict(loss_mask=w['mask'] * mask_l[rows, best].mean(),
+                      loss_dice=w['dice'] * dice_l[rows, best].mean())
+        if soft_iou_l is not None:
+            losses['loss_soft_iou'] = w['soft_iou'] * soft_iou_l[rows, best].mean()
+        if w['iou'] == 0:
+            return losses
         with torch.no_grad():
             hard = (logits[rows, best] > 0).float() * valid[rows, best]
             tgt = target[rows, best] * valid[rows, best]
             inter = (hard * tgt).flatten(1).sum(-1)
             union = (hard + tgt).clamp(max=1).flatten(1).sum(-1)
             true_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-        iou_l = F.mse_loss(iou_pred[rows, best].float(), true_iou)
-        return dict(loss_mask=self.loss_weights['mask'] * mask_l[rows, best].mean(),
-                    loss_dice=self.loss_weights['dice'] * dice_l[rows, best].mean(),
-                    loss_iou=self.loss_weights['iou'] * iou_l)
+        losses['loss_iou'] = w['iou'] * F.mse_loss(iou_pred[rows, best].float(), true_iou)
+        return losses
 
     def select_mask(self, mask_logits: torch.Tensor, iou_pred: torch.Tensor
                     ) -> Tuple[torch.Tensor, torch.Tensor]:
