@@ -18,6 +18,10 @@ from ..utils.precision import resolve_autocast_dtype
 from .point_sampler import PointSampler
 
 INFERENCE_MODES = ('prompted', 'text', 'auto')
+BACKGROUND_MODES = ('ignore', 'negative')
+POINT_GRIDS = ('input', 'mask')
+#: SAM's mask decoder predicts at a quarter of the input side (patch 16, upscaling x4).
+MASK_STRIDE = 4
 
 
 def _save_rng_state(module, state_dict, prefix, local_metadata):
@@ -91,9 +95,35 @@ class ClassPromptedSAM(BaseSegmentor):
             ``None``: all with points, all but 0 without),
             ``negatives_per_image``: classes absent from the image, prompted by
             their name alone (no point) with an empty target, so the model learns
-            to answer "not here" (needs a model that reads text; default 0).
+            to answer "not here" (needs a model that reads text; default 0),
+            ``background``: ``'ignore'`` (default: ignore-labelled pixels are left
+            out of the loss) or ``'negative'`` (the authors' protocol: every pixel
+            not of the sample's class is a negative, ignore labels included),
+            ``point_grid``: ``'input'`` (default: points drawn from the target at
+            the input resolution) or ``'mask'`` (the authors': drawn from the
+            target nearest-resized to the decoder's mask grid, S/4, then a
+            uniform pixel of the upsampled cell).
+            When a data sample's metainfo holds ``sample_class`` (set by
+            :class:`~mmsamptx.datasets.ClassPairDataset`, one (image, class) pair
+            per dataset item, as the authors train), that class is the item's
+            one sample and ``classes_per_image`` is not used; a pair whose class
+            left the (augmented) target is skipped, as the authors skip it.
         test_cfg: ``mode``, ``num_points``, ``class_chunk`` (classes per forward),
-            ``target_classes`` (mode ``'auto'``).
+            ``target_classes`` (mode ``'auto'``; in mode ``'prompted'`` a filter
+            on the present classes, e.g. COCO's 1..80: background never
+            prompted), ``background_class`` (a class id given to pixels that no
+            prompted class claims with a positive logit, e.g. COCO's 0; None:
+            every pixel takes its best prompted class), ``point_grid`` (as in
+            ``train_cfg``). Every prediction also carries ``pred_class_logits``
+            (K, h, w), the decoder's mask logits of the K prompted classes over
+            the image's valid region, and ``pred_classes`` (K,), for
+            :class:`~mmsamptx.evaluation.ClassWiseIoUMetric`; with exactly one
+            ``target_classes`` entry also ``pred_prob``, its sigmoid map at the
+            original size (for :class:`~mmsamptx.evaluation.CODMetric`).
+        text_key: read each image's text from its metainfo under this key
+            (e.g. ``'class_name'`` of :class:`~mmsamptx.datasets.CODDataset`,
+            whose COD10K file names name the animal) instead of the class's
+            name; for datasets with one prompted class.
         seed: seeds the point and class samplers.
         embedding_cache: ``dict(type='memory' | 'disk', dir=...)`` caches the
             image embeddings of a frozen, unadapted encoder without prompt tokens
@@ -106,7 +136,7 @@ class ClassPromptedSAM(BaseSegmentor):
                  text_encoder: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  ignore_index: int = 255, seed: int = 0, embedding_cache: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 text_key: Optional[str] = None, init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.class_names = resolve_class_names(class_names)
         self.backbone = MODELS.build(backbone)
@@ -114,13 +144,28 @@ class ClassPromptedSAM(BaseSegmentor):
         self.decode_head = MODELS.build(decode_head)
         self.text_encoder = MODELS.build(text_encoder) if text_encoder is not None else None
         self.train_cfg = {**dict(classes_per_image=4, num_points=1, negatives_per_image=0,
-                                 target_classes=None), **(train_cfg or {})}
-        self.test_cfg = {**dict(mode='prompted', num_points=1, class_chunk=16, target_classes=None),
+                                 target_classes=None, background='ignore', point_grid='input'),
+                          **(train_cfg or {})}
+        self.test_cfg = {**dict(mode='prompted', num_points=1, class_chunk=16, target_classes=None,
+                                background_class=None, point_grid='input'),
                          **(test_cfg or {})}
+        self.text_key = text_key
+        for name, cfg in (('train_cfg', self.train_cfg), ('test_cfg', self.test_cfg)):
+            if cfg['point_grid'] not in POINT_GRIDS:
+                raise ValueError(f"{name}.point_grid must be one of {POINT_GRIDS}, got {cfg['point_grid']!r}")
+        if self.train_cfg['background'] not in BACKGROUND_MODES:
+            raise ValueError(f"train_cfg.background must be one of {BACKGROUND_MODES}, "
+                             f"got {self.train_cfg['background']!r}")
+        bg = self.test_cfg['background_class']
+        if bg is not None and not 0 <= int(bg) < len(self.class_names):
+            raise ValueError(f'test_cfg.background_class={bg} is not a class id of '
+                             f'0..{len(self.class_names) - 1}')
         self.ignore_index = ignore_index
         self.align_corners = False
         if self.test_cfg['mode'] not in INFERENCE_MODES:
             raise ValueError(f"test_cfg.mode must be one of {INFERENCE_MODES}, got {self.test_cfg['mode']!r}")
+        if text_key is not None and not self.uses_text:
+            raise ValueError(f'text_key={text_key!r} reads each image\'s text, but this model reads no text')
         if self.uses_text and self.text_encoder is None:
             raise ValueError('this model reads text (text adapters or text_injection) but has no text_encoder')
         if self.train_cfg['negatives_per_image'] and not self.uses_text:
@@ -245,6 +290,22 @@ class ClassPromptedSAM(BaseSegmentor):
             self._class_embeds = self.text_encoder.encode(self.class_names).to(device)
         return self._class_embeds
 
+    def sample_text(self, class_ids: Tensor, metas: Sequence[dict]) -> Optional[Tensor]:
+        """(M, D) text embeddings of M samples: their classes' names, or with
+        ``text_key`` each sample's own text from its image's metainfo."""
+        if not self.uses_text:
+            return None
+        if self.text_key is None:
+            return self.class_embeddings()[class_ids]
+        texts = []
+        for meta in metas:
+            if self.text_key not in meta:
+                raise ValueError(f'text_key={self.text_key!r}: no such metainfo key for '
+                                 f"{meta.get('img_path', 'an image')}; add it to PackSegInputs' meta_keys")
+            texts.append(str(meta[self.text_key]))
+        device = next(self.decode_head.parameters()).device
+        return self.text_encoder.encode(texts).to(device)
+
     def init_weights(self) -> None:
         super().init_weights()
         self._class_embeds = None
@@ -322,6 +383,19 @@ class ClassPromptedSAM(BaseSegmentor):
             allowed = self.target_classes(self.train_cfg)
         for i, ds in enumerate(data_samples):
             gt = ds.gt_sem_seg.data[0]
+            if 'sample_class' in ds.metainfo:  # one (image, class) pair per item
+                c = int(ds.metainfo['sample_class'])
+                if not 0 <= c < num_classes:
+                    raise ValueError(f"sample_class {c} of {ds.metainfo.get('seg_map_path')} is outside "
+                                     f'the {num_classes} classes of this model')
+                picked = self._pair_sample(gt, c)
+                if picked is not None:  # None: the class left the augmented target
+                    img_index.append(i)
+                    class_ids.append(c)
+                    points.append(picked[0])
+                    labels.append(torch.ones(picked[0].shape[0], dtype=torch.long))
+                    targets.append(picked[1])
+                continue
             present = present_labels(gt, self.ignore_index, ds.metainfo.get('seg_map_path'))
             if (present >= num_classes).any():
                 raise ValueError(f"label value {present.max().item()} in {ds.metainfo.get('seg_map_path')} "
@@ -354,16 +428,48 @@ class ClassPromptedSAM(BaseSegmentor):
                     points.append(torch.zeros(n_pts, 2))
                     labels.append(torch.full((n_pts,), -1))
                 else:
-                    points.append(self.train_sampler.sample(mask, self._rng, f'class {c}'))
+                    points.append(self._sample_points(self.train_sampler, mask, self._rng,
+                                                      self.train_cfg['point_grid'], f'class {c}'))
                     labels.append(torch.ones(n_pts, dtype=torch.long))
-                target = mask.long()
-                target[gt == self.ignore_index] = self.ignore_index
-                targets.append(target)
+                targets.append(self._binary_target(gt, mask))
         if not img_index:
             return None
         device = data_samples[0].gt_sem_seg.data.device
         return (torch.tensor(img_index, device=device), torch.tensor(class_ids, device=device),
                 torch.stack(points).to(device), torch.stack(labels).to(device), torch.stack(targets))
+
+    def _binary_target(self, gt: Tensor, mask: Tensor) -> Tensor:
+        """The (H, W) target of one class: 1 in ``mask``, 0 elsewhere, and with
+        ``background='ignore'`` the ignore label kept where the ground truth has it."""
+        target = mask.long()
+        if self.train_cfg['background'] == 'ignore':
+            target[gt == self.ignore_index] = self.ignore_index
+        return target
+
+    @staticmethod
+    def _sample_points(sampler: PointSampler, mask: Tensor, generator: torch.Generator,
+                       grid: str, what: str) -> Tensor:
+        """(N, 2) points of a class mask (H, W) in its own pixels; with ``grid='mask'``
+        drawn on the decoder's S/4 grid (nearest) and returned in input pixels."""
+        if grid == 'mask':
+            size = (max(mask.shape[0] // MASK_STRIDE, 1), max(mask.shape[1] // MASK_STRIDE, 1))
+            coarse = resize_label_map(mask.long(), size).bool()
+            return sampler.sample(coarse, generator, what, stride=MASK_STRIDE)
+        return sampler.sample(mask, generator, what)
+
+    def _pair_sample(self, gt: Tensor, c: int) -> Optional[Tuple[Tensor, Tensor]]:
+        """Points (N, 2) and target (H, W) of the pair (image, class ``c``), or None
+        when the class has no pixel left where its points are drawn."""
+        mask = gt == c
+        if self.train_cfg['point_grid'] == 'mask':
+            size = (max(gt.shape[0] // MASK_STRIDE, 1), max(gt.shape[1] // MASK_STRIDE, 1))
+            if not resize_label_map(mask.long(), size).any():
+                return None
+        elif not mask.any():
+            return None
+        pts = self._sample_points(self.train_sampler, mask, self._rng, self.train_cfg['point_grid'],
+                                  f'class {c}')
+        return pts, self._binary_target(gt, mask)
 
     def loss(self, inputs: Tensor, data_samples: List[SegDataSample]) -> Dict[str, Tensor]:
         """Losses of the mask decoder on K (image, class) samples per image."""
@@ -372,8 +478,7 @@ class ClassPromptedSAM(BaseSegmentor):
             zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
             return dict(loss_mask=zero, loss_dice=zero, loss_iou=zero)
         img_index, class_ids, points, point_labels, targets = picked
-        embeds = self.class_embeddings()
-        text = embeds[class_ids] if embeds is not None else None
+        text = self.sample_text(class_ids, [data_samples[i].metainfo for i in img_index.tolist()])
         image_embeddings = self.encode_samples(inputs, img_index, text, data_samples)
         if points.shape[1] == 0:  # prompt-free: no point at all (not one padding point)
             points = point_labels = None
@@ -388,10 +493,24 @@ class ClassPromptedSAM(BaseSegmentor):
                              'test pipeline loads none: add LoadAnnotations, or use mode="text"')
         gt = ds.gt_sem_seg.data[0]
         present = present_labels(gt, self.ignore_index, ds.metainfo.get('seg_map_path')).tolist()
-        w_scale, h_scale = ds.metainfo.get('scale_factor', (1.0, 1.0))
+        if self.test_cfg['target_classes'] is not None:
+            allowed = set(self.target_classes(self.test_cfg))
+            present = [c for c in present if c in allowed]
         # The file name (not its folder) keys the points: the same image gets the
         # same points wherever the dataset lies.
         key = osp.basename(ds.metainfo.get('img_path', ''))
+        if self.test_cfg['point_grid'] == 'mask':
+            # the authors' way: the class mask resized (nearest) straight to the
+            # decoder's grid of the resized image, points drawn on it in input pixels
+            img_h, img_w = ds.metainfo.get('img_shape', gt.shape)[:2]
+            size = (max(img_h // MASK_STRIDE, 1), max(img_w // MASK_STRIDE, 1))
+            present = [c for c in present if resize_label_map((gt == c).long(), size).any()]
+            pts = [self.test_sampler.sample(resize_label_map((gt == c).long(), size).bool(),
+                                            self.test_sampler.generator_for(f'{key}:{c}'),
+                                            f'class {c} of {key}', stride=MASK_STRIDE)
+                   for c in present]
+            return present, pts
+        w_scale, h_scale = ds.metainfo.get('scale_factor', (1.0, 1.0))
         pts = [self.test_sampler.sample(gt == c, self.test_sampler.generator_for(f'{key}:{c}'),
                                         f'class {c} of {key}') for c in present]
         if pts:
@@ -400,7 +519,7 @@ class ClassPromptedSAM(BaseSegmentor):
         return present, pts
 
     def _predict_one(self, inputs: Tensor, i: int, ds: SegDataSample) -> Tensor:
-        """(1, H_ori, W_ori) class map for image i."""
+        """(1, H_ori, W_ori) class map for image i; also sets the per-class fields of ``ds``."""
         meta = ds.metainfo
         ori_h, ori_w = meta['ori_shape'][:2]
         img_h, img_w = meta.get('img_shape', inputs.shape[-2:])[:2]
@@ -411,13 +530,20 @@ class ClassPromptedSAM(BaseSegmentor):
             classes, points = self.target_classes(self.test_cfg), None
         else:
             classes, points = list(range(len(self.class_names))), None
+            if self.test_cfg['target_classes'] is not None:
+                classes = self.target_classes(self.test_cfg)
         # 'auto': a target class needs a positive logit; the rest is background (class 0).
-        best = inputs.new_full((ori_h, ori_w), 0.0 if mode == 'auto' else float('-inf'))
-        label = torch.full((ori_h, ori_w), 0 if mode == 'auto' else self.ignore_index,
+        background = 0 if mode == 'auto' else self.test_cfg['background_class']
+        best = inputs.new_full((ori_h, ori_w), float('-inf') if background is None else 0.0)
+        label = torch.full((ori_h, ori_w), self.ignore_index if background is None else int(background),
                            dtype=torch.long, device=inputs.device)
+        class_logits, prob = [], None
+        single = self.test_cfg['target_classes'] is not None and \
+            len(self.target_classes(self.test_cfg)) == 1
         if not classes:
+            self._set_class_fields(ds, classes, class_logits, None, (ori_h, ori_w), single, inputs)
             return label[None]
-        embeds = self.class_embeddings()
+        embeds = self.class_embeddings() if self.text_key is None else None
         # The image's unconditioned part runs once, whatever the number of class chunks.
         if self.backbone.is_conditioned:
             shared, emb = self.encode_shared(inputs[i:i + 1]), None
@@ -426,12 +552,19 @@ class ClassPromptedSAM(BaseSegmentor):
         chunk = self.test_cfg['class_chunk']
         for start in range(0, len(classes), chunk):
             cls = torch.tensor(classes[start:start + chunk], device=inputs.device)
-            text = embeds[cls] if embeds is not None else None
+            if self.text_key is not None:
+                text = self.sample_text(cls, [meta] * len(cls))
+            else:
+                text = embeds[cls] if embeds is not None else None
             if shared is not None:
                 emb = self.encode_conditioned(shared, torch.zeros_like(cls), text)
             pts = torch.stack(points[start:start + chunk]).to(inputs.device) if points else None
             logits, iou = self.decode_head(emb, pts, None, None, text)
             mask, score = self.decode_head.select_mask(logits, iou)
+            # the decoder's own grid over the image's valid (unpadded) region
+            mh = -(-img_h * mask.shape[-2] // inputs.shape[-2])
+            mw = -(-img_w * mask.shape[-1] // inputs.shape[-1])
+            class_logits.append(mask[:, :mh, :mw].float())
             mask = F.interpolate(mask[:, None], size=inputs.shape[-2:], mode='bilinear',
                                  align_corners=False)[:, :, :img_h, :img_w]
             if meta.get('flip', False):
@@ -439,11 +572,31 @@ class ClassPromptedSAM(BaseSegmentor):
             mask = F.interpolate(mask, size=(ori_h, ori_w), mode='bilinear', align_corners=False)[:, 0]
             if self.test_cfg['mode'] == 'text':
                 mask = mask.sigmoid() * score[:, None, None]
+            if single and prob is None:
+                prob = mask[0].sigmoid()
             top, arg = mask.max(dim=0)
             better = top > best
             best = torch.where(better, top, best)
             label = torch.where(better, cls[arg], label)
+        self._set_class_fields(ds, classes, class_logits, prob, (ori_h, ori_w),
+                               single, inputs)
         return label[None]
+
+    @staticmethod
+    def _set_class_fields(ds: SegDataSample, classes: List[int], class_logits: List[Tensor],
+                          prob: Optional[Tensor], ori_hw: Tuple[int, int], single: bool,
+                          inputs: Tensor) -> None:
+        """Attach ``pred_classes`` (K,), ``pred_class_logits`` (K, h, w) and, for a
+        single target class, ``pred_prob`` (1, H_ori, W_ori) to a data sample."""
+        ds.set_field(torch.tensor(classes, dtype=torch.long), 'pred_classes')
+        if class_logits:
+            ds.set_field(torch.cat(class_logits), 'pred_class_logits')
+        else:
+            s = inputs.shape[-1] // MASK_STRIDE
+            ds.set_field(inputs.new_zeros((0, s, s)), 'pred_class_logits')
+        if single:
+            prob = prob if prob is not None else inputs.new_zeros(ori_hw)
+            ds.set_data(dict(pred_prob=PixelData(data=prob[None])))
 
     def predict(self, inputs: Tensor, data_samples: Optional[List[SegDataSample]] = None
                 ) -> List[SegDataSample]:
@@ -472,6 +625,14 @@ class ClassPromptedSAM(BaseSegmentor):
 
     def _forward(self, inputs: Tensor, data_samples: Optional[List[SegDataSample]] = None) -> Tensor:
         return self.encode_decode(inputs, [])
+
+
+def resize_label_map(labels: Tensor, size: Tuple[int, int]) -> Tensor:
+    """(H, W) labels -> ``size`` by nearest neighbour (torch's 'nearest': source
+    pixel floor(i * H / h)), as a PIL/torchvision nearest resize of a mask."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    return F.interpolate(labels[None, None].float(), size=size, mode='nearest')[0, 0].to(labels.dtype)
 
 
 def present_labels(gt: Tensor, ignore_index: int = 255, where: Optional[str] = None) -> Tensor:
