@@ -1,10 +1,11 @@
 """COCO object (background + 80 thing classes) semantic segmentation."""
 import os.path as osp
-from typing import List
+from typing import List, Optional
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .published_splits import published_split_path
 from .utils import data_list_from_split
 
 COCO_CLASSES = (
@@ -31,6 +32,11 @@ COCO_CATEGORY_IDS = (
     89, 90)
 
 
+_MASK_HINT = ('UniMatch lines name masks/<id>.png: use UniMatch\'s masks or '
+              'tools/dataset_converters/coco_object.py convert --layout '
+              'unimatch')
+
+
 @DATASETS.register_module()
 class COCOObjectDataset(BaseSegDataset):
     """COCO 2017 as 81-class semantic segmentation (UniMatch's "COCO object").
@@ -44,10 +50,29 @@ class COCOObjectDataset(BaseSegDataset):
         coco/masks/train2017/000000000009.png
         coco/val2017/...          coco/masks/val2017/...
 
-    ``ann_file`` may name a split file (one 12-digit image id per line, e.g.
-    ``splits/coco/1_512/seed0/labeled.txt``); each id must exist on disk, an
-    id without image or label raises naming the split file, the id and the
-    path looked for. An empty dataset raises ``ValueError``.
+    The images to use come from, in this order:
+
+    - ``published_split`` (e.g. ``'coco/1_512'``, ``'coco/val'``): one of
+      UniMatch's published lists, downloaded once into the split cache and
+      checked against its sha256 (``mmsamptx.datasets.published_splits``);
+    - ``ann_file``: a split file, one 12-digit image id per line (e.g.
+      ``splits/coco/1_512/seed0/labeled.txt``, labels from
+      ``data_prefix['seg_map_path']``) or UniMatch's
+      ``<image path> <label path>`` lines relative to ``data_root``;
+    - neither: every image under ``data_prefix['img_path']``.
+
+    UniMatch's lines name ``train2017/<id>.jpg masks/<id>.png`` (one flat
+    ``masks/`` folder for train and val): the label is read where the line
+    says. Such masks are UniMatch's own download, or this project's converter
+    run with ``--layout unimatch``. Every file a split names must exist, else
+    ``FileNotFoundError`` names the split file, the line and the path looked
+    for. An empty dataset raises ``ValueError``.
+
+    Args:
+        published_split (str, optional): Name of a published COCO list
+            (``'1_512'`` is read as ``'coco/1_512'``). Excludes ``ann_file``.
+        splits_dir (str, optional): Split cache folder; defaults to
+            ``$MMSAMPTX_SPLITS_DIR`` or ``~/.cache/mmsamptx/splits``.
     """
 
     METAINFO = dict(classes=COCO_CLASSES)
@@ -56,7 +81,13 @@ class COCOObjectDataset(BaseSegDataset):
                  img_suffix: str = '.jpg',
                  seg_map_suffix: str = '.png',
                  reduce_zero_label: bool = False,
+                 published_split: Optional[str] = None,
+                 splits_dir: Optional[str] = None,
                  **kwargs) -> None:
+        if published_split is not None:
+            kwargs['ann_file'] = published_split_path(
+                'coco', published_split, splits_dir, kwargs.get('ann_file'))
+        self.published_split = published_split
         super().__init__(
             img_suffix=img_suffix,
             seg_map_suffix=seg_map_suffix,
@@ -66,7 +97,7 @@ class COCOObjectDataset(BaseSegDataset):
     def load_data_list(self) -> List[dict]:
         """Load the ids of the split file (or the whole image folder)."""
         if self.ann_file and not osp.isdir(self.ann_file):
-            data_list = data_list_from_split(self, self.ann_file)
+            data_list = data_list_from_split(self, self.ann_file, _MASK_HINT)
             source = f'split file {self.ann_file}'
         else:
             img_dir = self.data_prefix.get('img_path', '')

@@ -9,7 +9,7 @@ import math
 import os
 import os.path as osp
 import pickle
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -51,33 +51,75 @@ def seeded_subset(ids: Iterable[str], num: int, seed: int = 0) -> List[str]:
     return sorted(pool[i] for i in order)
 
 
-def read_split_file(path: str) -> List[str]:
-    """Read a split file and return its image ids in file order.
+class SplitLine(NamedTuple):
+    """One entry of a split file.
 
-    One id per line (``ADE_train_00000001``); blank lines are skipped. For
-    compatibility with UniMatch's lists, a line holding paths
-    (``images/training/ADE_train_00000001.jpg annotations/...png``) gives the
-    stem of its first path. Duplicated ids raise.
+    ``img_id`` is the image's id (file stem). ``img_path``/``seg_path`` are
+    the paths the line names, relative to the dataset root, for UniMatch's
+    ``<image path> <label path>`` lines; None for an id-only line.
+    """
+    lineno: int
+    text: str
+    img_id: str
+    img_path: Optional[str]
+    seg_path: Optional[str]
+
+
+def parse_split_file(path: str) -> List[SplitLine]:
+    """Read a split file and return its entries in file order.
+
+    Two line formats are accepted, also mixed:
+
+    - one image id per line (``ADE_train_00000001``), as written by the
+      converters' ``split`` commands;
+    - UniMatch's ``<image path> <label path>``, relative to the dataset root
+      (``train2017/000000177254.jpg masks/000000177254.png``). A line holding
+      a single path gives the stem of that path as its id.
+
+    Blank lines are skipped and a missing final newline is fine. More than two
+    fields on a line, or an image listed twice, raise ``ValueError`` naming the
+    file and the line.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'split file {path} does not exist')
-    ids, seen = [], set()
+    entries, seen = [], {}
     with open(path, encoding='utf-8') as f:
         for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
+            text = line.strip()
+            if not text:
                 continue
-            token = line.split()[0]
-            if '/' in token or '.' in osp.basename(token):
-                token = osp.splitext(osp.basename(token))[0]
-            if token in seen:
+            fields = text.split()
+            if len(fields) > 2:
+                raise ValueError(
+                    f'split file {path} line {lineno} ({text!r}) has '
+                    f'{len(fields)} fields; expected an image id or '
+                    '"<image path> <label path>"')
+            token = fields[0]
+            is_path = len(fields) == 2 or '/' in token or \
+                '.' in osp.basename(token)
+            img_id = osp.splitext(osp.basename(token))[0] if is_path else token
+            if img_id in seen:
                 raise ValueError(f'split file {path} line {lineno}: id '
-                                 f'{token!r} is listed twice')
-            seen.add(token)
-            ids.append(token)
-    if not ids:
+                                 f'{img_id!r} is listed twice (first on line '
+                                 f'{seen[img_id]})')
+            seen[img_id] = lineno
+            if len(fields) == 2:
+                entries.append(SplitLine(lineno, text, img_id, fields[0],
+                                         fields[1]))
+            else:
+                entries.append(SplitLine(lineno, text, img_id, None, None))
+    if not entries:
         raise ValueError(f'split file {path} lists no image id')
-    return ids
+    return entries
+
+
+def read_split_file(path: str) -> List[str]:
+    """Read a split file and return its image ids in file order.
+
+    See :func:`parse_split_file` for the accepted formats; a UniMatch line
+    gives the stem of its image path. Duplicated ids raise.
+    """
+    return [e.img_id for e in parse_split_file(path)]
 
 
 def write_split_file(path: str, ids: Iterable[str]) -> None:
@@ -339,6 +381,7 @@ def list_files(folder: str, suffix: str) -> List[str]:
 
 __all__ = [
     'split_size', 'seeded_subset', 'read_split_file', 'write_split_file',
+    'parse_split_file', 'SplitLine', 'missing_split_files',
     'safe_pickle_load', 'coco_segm_to_mask', 'encode_png', 'write_png',
     'read_image_checked', 'image_size_checked', 'verify_pairs',
     'DatasetVerificationError', 'format_histogram', 'list_files',
@@ -346,32 +389,65 @@ __all__ = [
 ]
 
 
-def data_list_from_split(dataset, split_file: str) -> List[dict]:
+def data_list_from_split(dataset, split_file: str,
+                         unimatch_hint: str = '') -> List[dict]:
     """Build an mmseg ``data_list`` from a split file for a ``BaseSegDataset``.
 
-    Every id must have its image (and, when ``seg_map_path`` is set, its label)
-    on disk; otherwise ``FileNotFoundError`` names the split file, the id and
-    the path that was looked for.
+    An id line takes its image (and, when ``seg_map_path`` is set, its label)
+    from ``dataset.data_prefix`` with the dataset's suffixes. A UniMatch line
+    ``<image path> <label path>`` is taken as it is, relative to
+    ``dataset.data_root``: the line says where the label is.
+
+    Every file named must exist; otherwise ``FileNotFoundError`` names the
+    split file, the line and the path that was looked for, followed by
+    ``unimatch_hint`` for a file named by a UniMatch line.
     """
     img_dir = dataset.data_prefix.get('img_path', '') or ''
     seg_dir = dataset.data_prefix.get('seg_map_path', None)
-    data_list = []
-    for img_id in read_split_file(split_file):
-        img_path = osp.join(img_dir, img_id + dataset.img_suffix)
-        if not osp.isfile(img_path):
+    root = dataset.data_root or ''
+    def require(path, what, entry):
+        hint = f'; {unimatch_hint}' if unimatch_hint and \
+            entry.img_path is not None else ''
+        if not osp.isfile(path):
             raise FileNotFoundError(
-                f'split file {split_file} names id {img_id!r} but its image '
-                f'{img_path} does not exist')
-        info = dict(img_path=img_path)
-        if seg_dir:
-            seg_path = osp.join(seg_dir, img_id + dataset.seg_map_suffix)
-            if not osp.isfile(seg_path):
-                raise FileNotFoundError(
-                    f'split file {split_file} names id {img_id!r} but its '
-                    f'label {seg_path} does not exist')
-            info['seg_map_path'] = seg_path
+                f'split file {split_file} line {entry.lineno} '
+                f'({entry.text!r}) names id {entry.img_id!r} but its {what} '
+                f'{path} does not exist{hint}')
+        return path
+
+    data_list = []
+    for entry in parse_split_file(split_file):
+        if entry.img_path is not None:
+            info = dict(
+                img_path=require(osp.join(root, entry.img_path), 'image',
+                                 entry),
+                seg_map_path=require(osp.join(root, entry.seg_path), 'label',
+                                     entry))
+        else:
+            info = dict(img_path=require(
+                osp.join(img_dir, entry.img_id + dataset.img_suffix), 'image',
+                entry))
+            if seg_dir:
+                info['seg_map_path'] = require(
+                    osp.join(seg_dir, entry.img_id + dataset.seg_map_suffix),
+                    'label', entry)
         info['label_map'] = dataset.label_map
         info['reduce_zero_label'] = dataset.reduce_zero_label
         info['seg_fields'] = []
         data_list.append(info)
     return data_list
+
+
+def missing_split_files(split_file: str, data_root: str) -> List[str]:
+    """List the image/label paths of a UniMatch split that are not under ``data_root``.
+
+    Each problem reads ``line <n>: <path> does not exist``. Id-only lines are
+    not checked (their folders depend on the dataset's ``data_prefix``).
+    """
+    missing = []
+    for entry in parse_split_file(split_file):
+        for rel in (entry.img_path, entry.seg_path):
+            if rel is not None and not osp.isfile(osp.join(data_root, rel)):
+                missing.append(f'line {entry.lineno}: '
+                               f'{osp.join(data_root, rel)} does not exist')
+    return missing

@@ -239,3 +239,72 @@ def dsb_union(i, h=8, w=10):
     m[0:3, 0:3] = 1
     m[4:4 + i % 3 + 1, 5:9] = 1
     return m
+
+
+# --------------------------------------------------------- UniMatch split lists
+def ade_unimatch_lines(ids, subset='training'):
+    """UniMatch V2 lines ``images/<subset>/<stem>.jpg annotations/<subset>/<stem>.png``."""
+    prefix = 'ADE_train_' if subset == 'training' else 'ADE_val_'
+    return [f'images/{subset}/{prefix}{i:08d}.jpg '
+            f'annotations/{subset}/{prefix}{i:08d}.png' for i in ids]
+
+
+def coco_unimatch_lines(ids, subset='train2017'):
+    """UniMatch lines ``<subset>/<12-digit id>.jpg masks/<12-digit id>.png``."""
+    return [f'{subset}/{i:012d}.jpg masks/{i:012d}.png' for i in ids]
+
+
+def write_split_lines(path, lines, final_newline=False):
+    """Write split lines as UniMatch does: some of its files lack a final newline."""
+    os.makedirs(osp.dirname(str(path)), exist_ok=True)
+    text = '\n'.join(lines) + ('\n' if final_newline else '')
+    with open(path, 'w') as f:
+        f.write(text)
+    return str(path)
+
+
+def serve_folder(folder):
+    """Serve ``folder`` over HTTP on 127.0.0.1 in a thread (a context manager).
+
+    Yields ``(base_url, requests)``; ``requests`` lists each path asked for,
+    so a test can tell a cached file from a downloaded one.
+    """
+    import contextlib
+    import functools
+    import http.server
+    import threading
+
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+    @contextlib.contextmanager
+    def running():
+        server = http.server.ThreadingHTTPServer(
+            ('127.0.0.1', 0),
+            functools.partial(Handler, directory=str(folder)))
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f'http://127.0.0.1:{server.server_address[1]}', requests
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+    return running()
+
+
+def closed_port_url():
+    """An http URL on 127.0.0.1 where nothing listens (a refused connection)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    return f'http://127.0.0.1:{port}'

@@ -1,4 +1,4 @@
-"""Prepare ADE20K (ADEChallengeData2016): download, verify, seeded low-data splits.
+"""Prepare ADE20K (ADEChallengeData2016): download, verify, published or seeded low-data splits.
 
 Usage::
 
@@ -7,6 +7,17 @@ Usage::
     python tools/dataset_converters/ade20k.py verify data/ADEChallengeData2016
     python tools/dataset_converters/ade20k.py split data/ADEChallengeData2016 \
         --denom 64 --seed 0 --out splits/ade20k/1_64/seed0
+
+    # UniMatch V2's published 1/64 list: download once, check its sha256,
+    # check that every image/label it names is in the dataset root
+    python tools/dataset_converters/ade20k.py published 1_64 \
+        --root data/ADEChallengeData2016
+
+``published`` takes ``1_64``, ``1_32``, ``1_16``, ``1_8``, ``1_4`` or ``val``
+and keeps the list in the split cache (``~/.cache/mmsamptx/splits`` or
+``$MMSAMPTX_SPLITS_DIR``, ``--splits-dir``); ``--out FILE`` copies it too.
+Configs name it as ``published_split='ade20k/1_64'``. Offline, the message
+names the URL and where to put the file.
 
 ``split`` writes ``labeled.txt`` (``ceil(20210 / 64) = 316`` training ids,
 one per line, sorted) and ``unlabeled.txt`` (the other 19,894) atomically.
@@ -18,7 +29,9 @@ import sys
 import zipfile
 
 from mmsamptx.utils import atomic_write
-from mmsamptx.datasets.utils import (format_histogram, list_files,
+from mmsamptx.datasets.published_splits import fetch_published_split
+from mmsamptx.datasets.utils import (DatasetVerificationError,
+                                     format_histogram, list_files,
                                      seeded_subset, split_size, verify_pairs,
                                      write_split_file)
 
@@ -159,8 +172,33 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', required=True,
                    help='folder, e.g. splits/ade20k/1_64/seed0')
+    p = sub.add_parser('published',
+                       help="UniMatch V2's published list: fetch + verify")
+    p.add_argument('name', help='1_64, 1_32, 1_16, 1_8, 1_4 or val')
+    p.add_argument('--root', default=None,
+                   help='dataset root whose files the list must name')
+    p.add_argument('--out', default=None, help='also copy the list here')
+    p.add_argument('--splits-dir', default=None, help='split cache folder')
+    p.add_argument('--base-url', default=None, help='download mirror')
     args = parser.parse_args(argv)
-    if args.cmd == 'download':
+    try:
+        run(args)
+    except DatasetVerificationError:
+        raise  # its report lists each bad file, one per line
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        parser.exit(2, f'{parser.prog}: error: {e}\n')
+
+
+def run(args):
+    """Run the parsed sub-command."""
+    if args.cmd == 'published':
+        info = fetch_published_split(args.name, 'ade20k', args.root, args.out,
+                                     args.splits_dir, args.base_url)
+        checked = f', every file present under {args.root}' if args.root \
+            else ''
+        print(f'{info["name"]}: {info["lines"]} lines, sha256 ok{checked}: '
+              f'{info["copy"] or info["path"]}')
+    elif args.cmd == 'download':
         print(download(args.out))
     elif args.cmd == 'verify':
         reports = verify(args.root, None if args.no_count_check else

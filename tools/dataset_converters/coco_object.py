@@ -7,6 +7,22 @@ Usage::
     python tools/dataset_converters/coco_object.py verify data/coco
     python tools/dataset_converters/coco_object.py split data/coco \
         --denom 512 --seed 0 --out splits/coco/1_512/seed0
+    # UniMatch's published lists name masks/<id>.png (one flat folder):
+    python tools/dataset_converters/coco_object.py convert data/coco \
+        --layout unimatch
+    python tools/dataset_converters/coco_object.py published 1_512 \
+        --root data/coco
+
+Mask layouts (``--layout``): ``nested`` (default) writes
+``masks/{train2017,val2017}/<id>.png``; ``unimatch`` writes
+``masks/<id>.png`` for both subsets, the paths UniMatch's lists name (ids are
+unique across train2017 and val2017).
+
+``published`` takes ``1_512``, ``1_256``, ``1_128``, ``1_64``, ``1_32`` or
+``val``, keeps the list in the split cache (``~/.cache/mmsamptx/splits``,
+``$MMSAMPTX_SPLITS_DIR`` or ``--splits-dir``), checks its sha256 and, with
+``--root``, that every image and mask it names exists. Configs name it as
+``published_split='coco/1_512'``.
 
 Label rules (``instance_label_map``):
 
@@ -33,7 +49,9 @@ from collections import defaultdict
 import numpy as np
 
 from mmsamptx.datasets.coco_object import COCO_CATEGORY_IDS, COCO_CLASSES
-from mmsamptx.datasets.utils import (coco_segm_to_mask, format_histogram,
+from mmsamptx.datasets.published_splits import fetch_published_split
+from mmsamptx.datasets.utils import (DatasetVerificationError,
+                                     coco_segm_to_mask, format_histogram,
                                      list_files, seeded_subset, split_size,
                                      verify_pairs, write_png,
                                      write_split_file)
@@ -42,6 +60,17 @@ SUBSETS = ('train2017', 'val2017')
 EXPECTED_COUNTS = dict(train2017=118287, val2017=5000)
 CAT_TO_LABEL = {cid: i + 1 for i, cid in enumerate(COCO_CATEGORY_IDS)}
 CROWD_MODES = ('label', 'ignore', 'skip')
+LAYOUTS = ('nested', 'unimatch')
+
+
+def mask_path(mask_dir: str, subset: str, stem: str,
+              layout: str = 'nested') -> str:
+    """Where the label PNG of image ``stem`` goes in ``layout``."""
+    if layout not in LAYOUTS:
+        raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
+    if layout == 'unimatch':
+        return osp.join(mask_dir, stem + '.png')
+    return osp.join(mask_dir, subset, stem + '.png')
 
 
 def load_instances(json_path: str) -> dict:
@@ -103,13 +132,19 @@ def _convert_one(job):
 
 
 def convert(coco_root: str, subsets=SUBSETS, out_dir=None, workers: int = 4,
-            crowd: str = 'label', overwrite: bool = False) -> dict:
+            crowd: str = 'label', overwrite: bool = False,
+            layout: str = 'nested') -> dict:
     """Write ``<out_dir>/<subset>/<12-digit id>.png`` for every image.
 
-    ``out_dir`` defaults to ``<coco_root>/masks``. Returns the number of
+    ``out_dir`` defaults to ``<coco_root>/masks``; ``layout='unimatch'``
+    writes ``<out_dir>/<12-digit id>.png`` instead. Returns the number of
     images per subset. Images without annotation get an all-background PNG.
     """
     from tqdm import tqdm
+    if crowd not in CROWD_MODES:
+        raise ValueError(f'crowd must be one of {CROWD_MODES}, got {crowd!r}')
+    if layout not in LAYOUTS:
+        raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
     out_dir = out_dir or osp.join(coco_root, 'masks')
     counts = {}
     for subset in subsets:
@@ -122,7 +157,7 @@ def convert(coco_root: str, subsets=SUBSETS, out_dir=None, workers: int = 4,
         for img in sorted(data['images'], key=lambda i: i['id']):
             stem = osp.splitext(img['file_name'])[0]
             jobs.append((img, by_image.get(img['id'], []),
-                         osp.join(out_dir, subset, stem + '.png'), crowd,
+                         mask_path(out_dir, subset, stem, layout), crowd,
                          overwrite))
         if workers and workers > 1:
             from multiprocessing import Pool
@@ -138,21 +173,21 @@ def convert(coco_root: str, subsets=SUBSETS, out_dir=None, workers: int = 4,
     return counts
 
 
-def pairs(coco_root: str, subset: str, mask_dir=None):
+def pairs(coco_root: str, subset: str, mask_dir=None, layout: str = 'nested'):
     """(image, label) path pairs of one subset, from the image folder."""
     img_dir = osp.join(coco_root, subset)
     mask_dir = mask_dir or osp.join(coco_root, 'masks')
-    return [(osp.join(img_dir, n), osp.join(mask_dir, subset, n[:-4] + '.png'))
+    return [(osp.join(img_dir, n), mask_path(mask_dir, subset, n[:-4], layout))
             for n in list_files(img_dir, '.jpg')]
 
 
 def verify(coco_root: str, subsets=SUBSETS, expected_counts=EXPECTED_COUNTS,
-           workers: int = 0, mask_dir=None) -> dict:
+           workers: int = 0, mask_dir=None, layout: str = 'nested') -> dict:
     """Check counts, label values (0..80, 255) and sizes of every pair."""
     reports = {}
     for subset in subsets:
         rep = verify_pairs(
-            pairs(coco_root, subset, mask_dir), len(COCO_CLASSES),
+            pairs(coco_root, subset, mask_dir, layout), len(COCO_CLASSES),
             background_index=0, workers=workers, desc=f'COCO {subset}')
         if expected_counts and rep['num_images'] != expected_counts[subset]:
             raise ValueError(
@@ -191,24 +226,53 @@ def main(argv=None):
     p.add_argument('--subsets', nargs='+', default=list(SUBSETS))
     p.add_argument('--workers', type=int, default=4)
     p.add_argument('--crowd', choices=CROWD_MODES, default='label')
+    p.add_argument('--layout', choices=LAYOUTS, default='nested',
+                   help='nested: masks/<subset>/<id>.png; unimatch: '
+                   'masks/<id>.png')
     p.add_argument('--overwrite', action='store_true')
     p = sub.add_parser('verify', help='check counts, labels, histogram')
     p.add_argument('coco_root')
     p.add_argument('--workers', type=int, default=4)
     p.add_argument('--no-count-check', action='store_true')
+    p.add_argument('--layout', choices=LAYOUTS, default='nested')
     p = sub.add_parser('split', help='seeded 1/denom labelled split')
     p.add_argument('coco_root')
     p.add_argument('--denom', type=int, default=512)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', required=True)
+    p = sub.add_parser('published',
+                       help="UniMatch's published list: fetch + verify")
+    p.add_argument('name', help='1_512, 1_256, 1_128, 1_64, 1_32 or val')
+    p.add_argument('--root', default=None,
+                   help='COCO root whose images/masks the list must name')
+    p.add_argument('--out', default=None, help='also copy the list here')
+    p.add_argument('--splits-dir', default=None, help='split cache folder')
+    p.add_argument('--base-url', default=None, help='download mirror')
     args = parser.parse_args(argv)
-    if args.cmd == 'convert':
+    try:
+        run(args)
+    except DatasetVerificationError:
+        raise  # its report lists each bad file, one per line
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        parser.exit(2, f'{parser.prog}: error: {e}\n')
+
+
+def run(args):
+    """Run the parsed sub-command."""
+    if args.cmd == 'published':
+        info = fetch_published_split(args.name, 'coco', args.root, args.out,
+                                     args.splits_dir, args.base_url)
+        checked = f', every file present under {args.root}' if args.root \
+            else ''
+        print(f'{info["name"]}: {info["lines"]} lines, sha256 ok{checked}: '
+              f'{info["copy"] or info["path"]}')
+    elif args.cmd == 'convert':
         print(convert(args.coco_root, args.subsets, args.out, args.workers,
-                      args.crowd, args.overwrite))
+                      args.crowd, args.overwrite, args.layout))
     elif args.cmd == 'verify':
         reports = verify(args.coco_root, expected_counts=None
                          if args.no_count_check else EXPECTED_COUNTS,
-                         workers=args.workers)
+                         workers=args.workers, layout=args.layout)
         for subset, rep in reports.items():
             print(f'== {subset}: {rep["num_images"]} images, '
                   f'{len(rep["images_without_labels"])} without any object')
