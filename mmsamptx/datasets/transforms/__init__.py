@@ -1,1 +1,4 @@
+"""Data transforms, registered in mmseg's ``TRANSFORMS``."""
+from .seeded_albu import SeededAlbu
 
+__all__ = ['SeededAlbu']
