@@ -33,6 +33,46 @@ def parse_cod10k_name(stem: str) -> Optional[Tuple[bool, str, str]]:
             camel_to_words('-'.join(parts[5:-1])))
 
 
+_CAMO = re.compile(r'^camourflage_\d+$')
+_CHAMELEON = re.compile(r'^animal-\d+$')
+AUTHORS_OBJECT_TEXT = 'Camouflaged object'
+AUTHORS_ANIMAL_TEXT = 'Camouflaged animal'
+
+
+def authors_class_text(stem: str) -> str:
+    """The per-image text of the SAM-PTx authors' COD datasets (samptx-authors.md §6.10).
+
+    - ``COD10K-CAM-n-<Super>-n-<Class>-n`` gives ``<Class>`` as written,
+      CamelCase kept (``LeafySeaDragon``), or ``'Camouflaged object'`` when the
+      super class or the class is ``Other``;
+    - CAMO ``camourflage_#####`` gives ``'Camouflaged object'``;
+    - CHAMELEON ``animal-##`` gives ``'Camouflaged animal'``;
+    - any other name gives ``'Camouflaged object'``.
+
+    A stem that starts as a COD10K name (``COD10K-``) but yields no class --
+    too few ``-`` fields, a non-numeric index, or an empty super class or class
+    field -- raises ``ValueError`` naming it: a broken COD10K name would
+    otherwise silently become the generic text.
+    """
+    if stem.startswith('COD10K-'):
+        parts = stem.split('-')
+        cls = '-'.join(parts[5:-1])
+        if len(parts) < 7 or parts[1] not in ('CAM', 'NonCAM') or \
+                not (parts[2].isdigit() and parts[4].isdigit() and parts[-1].isdigit()) or \
+                not parts[3] or not cls:
+            raise ValueError(
+                f'COD10K file name {stem!r} yields no class: expected '
+                "'COD10K-CAM-<n>-<Super>-<n>-<Class>-<n>' with non-empty <Super> and <Class>")
+        if parts[1] == 'NonCAM':
+            return AUTHORS_OBJECT_TEXT  # not of the CAM form: "any other name"
+        if parts[3] == 'Other' or cls == 'Other':
+            return AUTHORS_OBJECT_TEXT
+        return cls
+    if _CHAMELEON.match(stem):
+        return AUTHORS_ANIMAL_TEXT
+    return AUTHORS_OBJECT_TEXT  # CAMO (camourflage_#####) and any other name
+
+
 @DATASETS.register_module()
 class CODDataset(BaseSegDataset):
     """Binary camouflaged-object segmentation with a class name per image.
@@ -72,8 +112,17 @@ class CODDataset(BaseSegDataset):
             carries none. Defaults to ``'camouflaged object'``.
         use_file_class_name (bool): Parse COD10K names; False gives every
             image ``fallback_class_name``. Defaults to True.
+        text_rule (str): How ``class_name`` is made. ``'words'``: COD10K
+            class names in lower-case words (``'bat fish'``), other datasets
+            ``fallback_class_name``. ``'authors'``: exactly the SAM-PTx authors'
+            rules (:func:`authors_class_text`: ``'BatFish'``, ``'Camouflaged
+            object'``, ``'Camouflaged animal'`` for CHAMELEON); then
+            ``fallback_class_name`` and ``use_file_class_name`` are not used, and a
+            broken COD10K name raises. Defaults to 'words'.
         ann_file (str): Optional split file (one image stem per line).
     """
+
+    TEXT_RULES = ('words', 'authors')
 
     METAINFO = dict(
         classes=('background', 'camouflaged object'),
@@ -88,6 +137,7 @@ class CODDataset(BaseSegDataset):
                  include_noncam: bool = False,
                  fallback_class_name: str = 'camouflaged object',
                  use_file_class_name: bool = True,
+                 text_rule: str = 'words',
                  img_suffix: str = '.jpg',
                  seg_map_suffix: str = '.png',
                  data_prefix: Optional[dict] = None,
@@ -98,6 +148,10 @@ class CODDataset(BaseSegDataset):
                                  f'{sorted(self.SPLIT_PREFIXES)} when '
                                  f'data_prefix is not given, got {split!r}')
             data_prefix = dict(self.SPLIT_PREFIXES[split])
+        if text_rule not in self.TEXT_RULES:
+            raise ValueError(f'CODDataset text_rule must be one of {self.TEXT_RULES}, '
+                             f'got {text_rule!r}')
+        self.text_rule = text_rule
         self.split = split
         self.include_noncam = include_noncam
         self.fallback_class_name = fallback_class_name
@@ -141,7 +195,14 @@ class CODDataset(BaseSegDataset):
             if parsed is not None and not parsed[0] and \
                     not self.include_noncam:
                 continue
-            if parsed is not None and self.use_file_class_name:
+            if self.text_rule == 'authors':
+                info['is_camouflaged'] = True if parsed is None else parsed[0]
+                info['super_class'] = '' if parsed is None else stem.split('-')[3]
+                try:
+                    info['class_name'] = authors_class_text(stem)
+                except ValueError as e:
+                    raise ValueError(f'{info["img_path"]}: {e}') from e
+            elif parsed is not None and self.use_file_class_name:
                 info['is_camouflaged'] = parsed[0]
                 info['super_class'] = parsed[1]
                 info['class_name'] = parsed[2]

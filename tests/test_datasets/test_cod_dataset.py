@@ -87,3 +87,64 @@ def test_split_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='Nothing-9'):
         DATASETS.build(dict(type='CODDataset', data_root=root, split='train',
                             ann_file=str(split)))
+
+
+# ------------------------------------------------------------- authors' text
+def test_authors_text_cod10k_class_as_written():
+    from mmsamptx.datasets.cod import authors_class_text
+    assert authors_class_text('COD10K-CAM-1-Aquatic-1-BatFish-1') == 'BatFish'
+    assert authors_class_text('COD10K-CAM-1-Aquatic-13-LeafySeaDragon-42') == 'LeafySeaDragon'
+    assert authors_class_text('COD10K-CAM-2-Terrestrial-23-Stick_Insect-5') == 'Stick_Insect'
+
+
+@pytest.mark.parametrize('stem', ['COD10K-CAM-4-Other-67-Crab-1',
+                                  'COD10K-CAM-1-Aquatic-2-Other-9'])
+def test_authors_text_other_is_camouflaged_object(stem):
+    from mmsamptx.datasets.cod import authors_class_text
+    assert authors_class_text(stem) == 'Camouflaged object'
+
+
+def test_authors_text_camo_chameleon_and_others():
+    from mmsamptx.datasets.cod import authors_class_text
+    assert authors_class_text('camourflage_00012') == 'Camouflaged object'
+    assert authors_class_text('animal-7') == 'Camouflaged animal'
+    assert authors_class_text('animal-76') == 'Camouflaged animal'
+    assert authors_class_text('animal_7') == 'Camouflaged object'
+    assert authors_class_text('nc4k_1234') == 'Camouflaged object'
+    assert authors_class_text('COD10K-NonCAM-5-Background-1-Grass-7') == 'Camouflaged object'
+
+
+@pytest.mark.parametrize('stem', ['COD10K-CAM-1-Aquatic-1--1', 'COD10K-CAM-1--1-Crab-1',
+                                  'COD10K-CAM-1-Aquatic-1', 'COD10K-CAM-1-Aquatic-x-Crab-1'])
+def test_authors_text_cod10k_name_without_class_raises(stem):
+    from mmsamptx.datasets.cod import authors_class_text
+    with pytest.raises(ValueError, match=f'COD10K file name {stem!r} yields no class'):
+        authors_class_text(stem)
+
+
+def test_dataset_authors_rule(tmp_path):
+    root = make_cod(str(tmp_path), test=['COD10K-CAM-3-Flying-53-Bird-3',
+                                         'COD10K-CAM-4-Other-68-Other-2',
+                                         'camourflage_00001', 'animal-3'])
+    ds = DATASETS.build(dict(type='CODDataset', data_root=root, split='test',
+                             text_rule='authors', pipeline=PIPELINE))
+    by_stem = {ds.get_data_info(i)['img_path'].rsplit('/', 1)[1][:-4]:
+               ds.get_data_info(i)['class_name'] for i in range(len(ds))}
+    assert by_stem == {'COD10K-CAM-3-Flying-53-Bird-3': 'Bird',
+                       'COD10K-CAM-4-Other-68-Other-2': 'Camouflaged object',
+                       'camourflage_00001': 'Camouflaged object',
+                       'animal-3': 'Camouflaged animal'}
+    assert ds[0]['data_samples'].class_name == ds.get_data_info(0)['class_name']
+    # The default rule is unchanged.
+    words = DATASETS.build(dict(type='CODDataset', data_root=root, split='test'))
+    assert 'bird' in [words.get_data_info(i)['class_name'] for i in range(len(words))]
+
+
+def test_dataset_authors_rule_errors(tmp_path):
+    root = make_cod(str(tmp_path), test=['COD10K-CAM-3-Flying-53--3'])
+    with pytest.raises(ValueError, match=r"Image/COD10K-CAM-3-Flying-53--3.jpg: COD10K file "
+                                         r"name 'COD10K-CAM-3-Flying-53--3' yields no class"):
+        DATASETS.build(dict(type='CODDataset', data_root=root, split='test',
+                            text_rule='authors'))
+    with pytest.raises(ValueError, match=r"text_rule must be one of \('words', 'authors'\)"):
+        DATASETS.build(dict(type='CODDataset', data_root=root, split='test', text_rule='paper'))
