@@ -455,3 +455,100 @@ def test_headline_config_reads_converter_split(tmp_path):
         assert len(paths) == n
     assert sorted(osp.basename(p)[5:-4] for p in os.listdir(tmp_path / 'train')
                   ) == ids
+
+
+# ---------------------------------------------------- published split lists
+@pytest.fixture
+def served_coco_split(tmp_path, monkeypatch):
+    """Serve a 2-line 'coco/1_512' list whose sha256 the table holds."""
+    import hashlib
+
+    from test_datasets.miniature import (coco_unimatch_lines, serve_folder,
+                                         write_split_lines)
+
+    from mmsamptx.datasets import published_splits as ps
+    served = tmp_path / 'served'
+    path = write_split_lines(str(served / 'coco' / '1_512' / 'labeled.txt'),
+                             coco_unimatch_lines([1, 2]))
+    data = open(path, 'rb').read()
+    monkeypatch.setitem(ps.PUBLISHED_SPLITS, 'coco/1_512',
+                        ps.PUBLISHED_SPLITS['coco/1_512']._replace(
+                            sha256=hashlib.sha256(data).hexdigest(), lines=2))
+    monkeypatch.delenv(ps.ENV_DIR, raising=False)
+    monkeypatch.delenv(ps.ENV_URL, raising=False)
+    with serve_folder(served) as (url, requests):
+        yield url, data
+
+
+def test_coco_published_command_fetches_and_checks_root(served_coco_split,
+                                                        tmp_path, capsys):
+    from test_datasets.miniature import make_coco
+    url, data = served_coco_split
+    coco = load_tool('coco_object')
+    root = make_coco(str(tmp_path / 'coco'))
+    cache = str(tmp_path / 'cache')
+    common = ['--splits-dir', cache, '--base-url', url]
+    # masks not converted yet: exit 2, one line naming the first missing file
+    with pytest.raises(SystemExit) as e:
+        coco.main(['published', '1_512', '--root', root] + common)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert osp.join(root, 'masks', '000000000001.png') in err
+    coco.main(['convert', root, '--workers', '0', '--layout', 'unimatch'])
+    coco.main(['verify', root, '--workers', '0', '--no-count-check',
+               '--layout', 'unimatch'])
+    out_copy = str(tmp_path / 'splits' / 'labeled.txt')
+    coco.main(['published', '1_512', '--root', root, '--out', out_copy]
+              + common)
+    out = capsys.readouterr().out
+    assert 'coco/1_512: 2 lines, sha256 ok' in out and out_copy in out
+    assert open(out_copy, 'rb').read() == data
+    assert open(osp.join(cache, 'coco', '1_512', 'labeled.txt'),
+                'rb').read() == data
+
+
+def test_published_command_bad_input_exits_2(tmp_path, capsys):
+    from test_datasets.miniature import closed_port_url
+    ade = load_tool('ade20k')
+    with pytest.raises(SystemExit) as e:
+        ade.main(['published', '1_65', '--splits-dir', str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'ade20k/1_64' in err
+    base = closed_port_url()
+    with pytest.raises(SystemExit) as e:
+        ade.main(['published', 'val', '--splits-dir', str(tmp_path),
+                  '--base-url', base])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert base + '/ade20k/val.txt' in err
+    assert str(tmp_path / 'ade20k' / 'val.txt') in err
+
+
+@pytest.mark.skipif(not osp.isdir('/work/shared/data/splits'),
+                    reason='shared split files absent')
+def test_ade20k_published_command_offline_from_placed_file(tmp_path, capsys):
+    """A list placed by hand in the cache is verified without network."""
+    ade = load_tool('ade20k')
+    ade.main(['published', '1_64', '--splits-dir', '/work/shared/data/splits',
+              '--base-url', 'http://127.0.0.1:9'])
+    assert 'ade20k/1_64: 316 lines, sha256 ok' in capsys.readouterr().out
+
+
+def test_coco_unimatch_layout_matches_nested(tmp_path):
+    from test_datasets.miniature import make_coco
+    coco = load_tool('coco_object')
+    root = make_coco(str(tmp_path / 'coco'))
+    coco.convert(root, workers=0)
+    coco.convert(root, workers=0, out_dir=str(tmp_path / 'flat'),
+                 layout='unimatch')
+    for sub, stem in (('train2017', '000000000001'),
+                      ('train2017', '000000000002'),
+                      ('val2017', '000000000007')):
+        np.testing.assert_array_equal(
+            read_png(tmp_path / 'flat' / (stem + '.png')),
+            read_png(osp.join(root, 'masks', sub, stem + '.png')))
+    with pytest.raises(ValueError, match='layout must be one of'):
+        coco.convert(root, workers=0, layout='flat')
