@@ -11,6 +11,9 @@ from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
 
+GT_INTERPOLATIONS = ('nearest-exact', 'nearest')
+
+
 def sample_field(sample, name: str):
     """``sample[name]`` of a dict or a ``SegDataSample``; None when absent."""
     if isinstance(sample, dict):
@@ -79,7 +82,7 @@ class ClassWiseIoUMetric(BaseMetric):
 
     default_prefix: Optional[str] = 'classwise'
     SIZES = ('mask', 'full')
-    GT_INTERPOLATIONS = ('nearest-exact', 'nearest')
+    GT_INTERPOLATIONS = GT_INTERPOLATIONS
 
     def __init__(self,
                  size: str = 'mask',

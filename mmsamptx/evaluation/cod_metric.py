@@ -9,6 +9,8 @@ from mmengine.evaluator import BaseMetric
 from mmseg.registry import METRICS
 
 from .binary_utils import pixel_field, sample_path
+from .class_wise_iou_metric import (GT_INTERPOLATIONS, gt_label_map, resize_labels,
+                                    sample_field)
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -83,31 +85,80 @@ class CODMetric(BaseMetric):
     maps. Reported keys (0..1 scale, as the COD literature): ``MAE``, ``Sm``,
     ``wFm``, ``maxEm``, ``meanEm``, ``adpEm``, ``maxFm``, ``meanFm``,
     ``adpFm``.
+
+    ``size='mask'`` is the SAM-PTx authors' protocol (samptx-authors.md §6.10):
+    the map is ``sigmoid(pred_class_logits)`` at the decoder's output size
+    (``pred_class_logits`` (1, h, w), 256² for a 1024² input, as
+    ``ClassWiseIoUMetric`` reads it), the ground truth is binarised (label 1,
+    i.e. 255 in the mask file through ``CODDataset``'s ``label_map``, or any
+    value > 127 left in a mask that was not binarised) and nearest-resized to
+    (h, w) (``gt_interpolation``: pixel centres by default, PIL's NEAREST).
+    ``MAE`` is then the mean of ``|sigmoid(logit) - gt|`` over the float map, per
+    image and averaged over images, exactly the authors' number; the other
+    measures are pysodmetrics' on the same map quantised to uint8 at (h, w)
+    (the authors compute only MAE).
+
+    Args:
+        size (str): ``'full'`` (original size, default) or ``'mask'``.
+        gt_interpolation (str): ``'nearest-exact'`` or ``'nearest'``, for
+            ``size='mask'``. Defaults to 'nearest-exact'.
     """
 
     default_prefix: Optional[str] = None
+    SIZES = ('full', 'mask')
 
     def __init__(self,
+                 size: str = 'full',
+                 gt_interpolation: str = 'nearest-exact',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  **kwargs) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if size not in self.SIZES:
+            raise ValueError(f'CODMetric size must be one of {self.SIZES}, got {size!r}')
+        if gt_interpolation not in GT_INTERPOLATIONS:
+            raise ValueError(f'CODMetric gt_interpolation must be one of '
+                             f'{GT_INTERPOLATIONS}, got {gt_interpolation!r}')
+        self.size = size
+        self.gt_interpolation = gt_interpolation
+
+    def _mask_size_maps(self, sample):
+        """(sigmoid map, 0/1 gt) at the logits' size, and the float MAE."""
+        logits = sample_field(sample, 'pred_class_logits')
+        if logits is None:
+            raise KeyError("CODMetric(size='mask') needs pred_class_logits (1, h, w)")
+        logits = torch.as_tensor(logits).detach().float().cpu()
+        if logits.dim() == 3:
+            if logits.shape[0] != 1:
+                raise ValueError(f'COD is binary: pred_class_logits must be (1, h, w), '
+                                 f'got {tuple(logits.shape)} for {sample_path(sample)}')
+            logits = logits[0]
+        prob = torch.sigmoid(logits.double()).numpy()
+        gt = gt_label_map(sample).cpu().long()
+        gt = ((gt == 1) | (gt > 127)).to(torch.uint8)
+        gt = resize_labels(gt, prob.shape, self.gt_interpolation).numpy().astype(np.float64)
+        return prob, gt, float(np.mean(np.abs(prob - gt)))
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Score each sample and keep the per-image values."""
         import py_sod_metrics as sod
         for sample in data_samples:
-            pred = prob_to_uint8(foreground_probability(sample))
-            gt = _field(sample, 'gt_sem_seg')
-            if gt is None:
-                raise KeyError('data sample has no gt_sem_seg to evaluate')
-            gt = np.squeeze(_as_numpy(gt))
-            if gt.shape != pred.shape:
-                path = sample_path(sample)
-                raise ValueError(
-                    f'prediction {pred.shape} and ground truth {gt.shape} '
-                    f'differ in size for {path}; evaluate at the original size')
-            gt = np.where(gt == 1, 255, 0).astype(np.uint8)
+            float_mae = None
+            if self.size == 'mask':
+                prob, gt, float_mae = self._mask_size_maps(sample)
+                pred, gt = prob_to_uint8(prob), (gt * 255).astype(np.uint8)
+            else:
+                pred = prob_to_uint8(foreground_probability(sample))
+                gt = _field(sample, 'gt_sem_seg')
+                if gt is None:
+                    raise KeyError('data sample has no gt_sem_seg to evaluate')
+                gt = np.squeeze(_as_numpy(gt))
+                if gt.shape != pred.shape:
+                    path = sample_path(sample)
+                    raise ValueError(
+                        f'prediction {pred.shape} and ground truth {gt.shape} '
+                        f'differ in size for {path}; evaluate at the original size')
+                gt = np.where(gt == 1, 255, 0).astype(np.uint8)
             mae, sm, em = sod.MAE(), sod.Smeasure(), sod.Emeasure()
             wfm = sod.WeightedFmeasure()
             with warnings.catch_warnings():  # Fmeasure warns it is legacy
@@ -118,7 +169,7 @@ class CODMetric(BaseMetric):
             em_res, fm_res = em.get_results()['em'], fm.get_results()['fm']
             self.results.append(
                 dict(
-                    mae=float(mae.get_results()['mae']),
+                    mae=float(mae.get_results()['mae']) if float_mae is None else float_mae,
                     sm=float(sm.get_results()['sm']),
                     wfm=float(wfm.get_results()['wfm']),
                     em_curve=np.asarray(em_res['curve'], np.float64),
