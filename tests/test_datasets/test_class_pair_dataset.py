@@ -161,3 +161,20 @@ def test_label_map_applied_when_scanning(tmp_path):
     ds = ClassPairDataset(inner, exclude_classes=[0], on_empty='skip', cache_dir=False)
     assert [ds.pair(k) for k in range(len(ds))] == [(1, 1)]
     assert ds[0]['data_samples'].sample_class == 1
+
+
+def test_with_authors_pipeline(tmp_path):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', '..', 'configs', '_base_',
+                                   'datasets', 'authors_pipeline.py'))
+    root = make_ade(str(tmp_path / 'ade'), n_train=2)
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                *cfg.authors_train_pipeline_tail, dict(type='PackSegInputs')]
+    c = ade_cfg(root, cache_dir=False)
+    c['dataset']['pipeline'] = pipeline
+    ds = DATASETS.build(c)
+    np.random.seed(0)
+    out = ds[1]
+    assert out['inputs'].shape == (3, 1024, 1024)
+    assert out['data_samples'].sample_class == ds.pair(1)[1]
+    assert set(np.unique(out['data_samples'].gt_sem_seg.data.numpy())) <= {1, 7, 255}

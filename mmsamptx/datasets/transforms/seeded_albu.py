@@ -21,10 +21,10 @@ class SeededAlbu(Albu):
     generators is shared by all the wrapped transforms (``set_random_state``):
     ``Compose.set_random_seed`` would give each transform its own generator with
     the same seed, so that e.g. every transform's ``p`` test drew the same
-    number. Everything else is
-    mmseg's ``Albu``: ``img`` / ``gt_seg_map`` go to albumentations as
-    ``image`` / ``mask`` and the image is handed over in RGB order (so colours
-    given to albumentations, e.g. a fill, are RGB) and returned in BGR.
+    number. Everything else is mmseg's ``Albu``: ``img`` / ``gt_seg_map`` go to
+    albumentations as ``image`` / ``mask``, and the image is handed over in RGB
+    order (so colours given to albumentations, e.g. a fill, are RGB) and
+    returned in BGR.
     """
 
     def transform(self, results: dict) -> dict:
