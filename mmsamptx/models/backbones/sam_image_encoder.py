@@ -1,4 +1,4 @@
-"""SAM's ViT image encoder as an mmseg backbone, with adapter hook points beside every MLP."""
+"""SAM's ViT image encoder as an mmseg backbone, with adapter hook points beside every attention and MLP."""
 import copy
 from typing import Any, Optional, Sequence, Tuple, Union
 
@@ -63,7 +63,12 @@ class SAMImageEncoder(BaseModule):
         out_indices: blocks whose outputs are returned (``-1`` is the last).
         frozen: freeze SAM's own parameters (adapters attached later stay trainable).
         adapter_cfg: config of an adapter to attach beside the MLP of blocks (see
-            :func:`mmsamptx.models.adapters.attach_adapters`); ``None`` for plain SAM.
+            :func:`mmsamptx.models.adapters.attach_adapters`, slot ``'adapter'``),
+            e.g. ``dict(type='ParallelTextAdapter', blocks=None)``; ``None`` for none.
+        attn_adapter_cfg: config of an adapter to attach beside the attention of
+            blocks (slot ``'attn_adapter'``, same ``blocks`` convention), e.g.
+            ``dict(type='AttentionAdapter')`` (SU-SAM's regular adapter); ``None``
+            for none. Both ``None`` is plain SAM.
         prompt_cfg: config of visual prompt tokens joining the blocks' token
             sequences, e.g. ``dict(type='EncoderPromptTokens', num_tokens=8,
             depth='deep')`` (PTSAM); ``embed_dims`` and ``num_blocks`` are filled
@@ -95,7 +100,8 @@ class SAMImageEncoder(BaseModule):
     def __init__(self, arch: Union[str, dict] = 'vit_b', img_size: int = 1024,
                  patch_size: int = 16, in_channels: int = 3, window_size: Optional[int] = None,
                  mlp_ratio: float = 4.0, out_indices: Sequence[int] = (-1,), frozen: bool = True,
-                 adapter_cfg: Optional[dict] = None, prompt_cfg: Optional[dict] = None,
+                 adapter_cfg: Optional[dict] = None, attn_adapter_cfg: Optional[dict] = None,
+                 prompt_cfg: Optional[dict] = None,
                  fused_attn: Union[bool, str] = True,
                  with_cp: Union[bool, Sequence[int]] = False, autocast_dtype: Optional[str] = None,
                  compile_blocks: Union[bool, dict] = False,
@@ -135,10 +141,13 @@ class SAMImageEncoder(BaseModule):
         if frozen:
             for p in self.parameters():
                 p.requires_grad = False
+        # Attached after freezing, so the adapters stay trainable.
         self.adapter_cfg = copy.deepcopy(adapter_cfg)
-        if adapter_cfg is not None:
-            from ..adapters import attach_adapters
-            attach_adapters(self, adapter_cfg)
+        self.attn_adapter_cfg = copy.deepcopy(attn_adapter_cfg)
+        for slot, cfg in (('adapter', adapter_cfg), ('attn_adapter', attn_adapter_cfg)):
+            if cfg is not None:
+                from ..adapters import attach_adapters
+                attach_adapters(self, cfg, slot=slot)
         self.compile_blocks = compile_blocks
         if compile_blocks:
             for blk in self.blocks:  # after the adapters: they are part of the compiled block
@@ -156,15 +165,21 @@ class SAMImageEncoder(BaseModule):
         """Whether a state-dict key is one of SAM's (as opposed to an adapter's)."""
         return key in self._sam_keys
 
+    @staticmethod
+    def block_adapters(block: nn.Module) -> Tuple[nn.Module, ...]:
+        """The adapters a block carries, in either slot (``attn_adapter``, ``adapter``)."""
+        return tuple(a for a in (block.attn_adapter, block.adapter) if a is not None)
+
     @property
     def first_conditioned_block(self) -> Optional[int]:
-        """Index of the first block whose adapter reads ``text_embeds`` (None if none does).
+        """Index of the first block with an adapter (either slot) reading ``text_embeds``.
 
-        Blocks before it compute the same thing for every class of an image, so
-        a class-prompted segmentor runs them once per image.
+        None if none does. Blocks before it compute the same thing for every
+        class of an image, so a class-prompted segmentor runs them once per image.
         """
         return next((i for i, b in enumerate(self.blocks)
-                     if getattr(b.adapter, 'conditioned', False)), None)
+                     if any(getattr(a, 'conditioned', False) for a in self.block_adapters(b))),
+                    None)
 
     @staticmethod
     def _block_fused(fused_attn, is_global: bool):
@@ -198,8 +213,8 @@ class SAMImageEncoder(BaseModule):
 
     @property
     def is_adapted(self) -> bool:
-        """Whether any block carries an adapter (the encoder is then not plain SAM)."""
-        return any(b.adapter is not None for b in self.blocks)
+        """Whether any block carries an adapter in either slot (the encoder is then not plain SAM)."""
+        return any(self.block_adapters(b) for b in self.blocks)
 
     @property
     def has_prompt_tokens(self) -> bool:
@@ -290,7 +305,7 @@ class SAMImageEncoder(BaseModule):
 
         Args:
             x: (B, 3, H, W) images, normalised as SAM expects.
-            text_embeds: per-sample conditioning handed to every block's adapter,
+            text_embeds: per-sample conditioning handed to every block's adapters,
                 e.g. (B, D) CLIP text embeddings; ``None`` for unconditioned adapters.
 
         Returns:

@@ -1,4 +1,4 @@
-"""One transformer block of SAM's image encoder, with an adapter slot beside its MLP."""
+"""One transformer block of SAM's image encoder, with adapter slots beside its attention and MLP."""
 from typing import Any, Optional, Tuple
 
 import torch
@@ -25,11 +25,19 @@ class MLPBlock(nn.Module):
 class SAMBlock(nn.Module):
     """A pre-norm ViT block with windowed or global attention, as in SAM's image encoder.
 
-    ``adapter`` is the hook point of every parameter-efficient method of this
-    library: a module called as ``adapter(h, cond)`` on the normalised
-    post-attention tokens ``h`` (B, H, W, C), whose output is added to the
-    MLP's. The attention path never sees it. ``None`` (the default) is exactly
-    SAM's block.
+    Two slots are the hook points of the parameter-efficient methods of this
+    library (filled by :func:`mmsamptx.models.adapters.attach_adapters`):
+
+    - ``adapter``, beside the MLP: called as ``adapter(h, cond)`` on the
+      normalised post-attention tokens ``h = norm2(x1)`` (B, H, W, C); its
+      output is added to the MLP's: ``x2 = x1 + mlp(h) + adapter(h, cond)``.
+    - ``attn_adapter``, beside attention: called as ``attn_adapter(a, cond)`` on
+      the attention output ``a = attn(norm1(x))``, giving
+      ``x1 = x + a + attn_adapter(a, cond)``. It must act token-wise (SU-SAM
+      applies it inside each window, before un-partition; token-wise it is the
+      same after, without the padding tokens).
+
+    ``None`` in both (the default) is exactly SAM's block.
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
@@ -44,9 +52,10 @@ class SAMBlock(nn.Module):
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio))
         self.window_size = window_size
         self.adapter: Optional[nn.Module] = None
+        self.attn_adapter: Optional[nn.Module] = None
 
     def forward(self, x: torch.Tensor, cond: Any = None, prompts: Optional[torch.Tensor] = None):
-        """x: (B, H, W, C); cond: per-sample conditioning for the adapter (e.g. (B, D)).
+        """x: (B, H, W, C); cond: per-sample conditioning for the adapters (e.g. (B, D)).
 
         Returns (B, H, W, C). With ``prompts`` (B, P, C) (visual prompt tokens,
         see :meth:`forward_with_prompts`) returns the pair ``(x, prompts)``.
@@ -62,6 +71,8 @@ class SAMBlock(nn.Module):
             x = window_unpartition(x, self.window_size, pad_hw, hw)
         else:
             x = self.attn(x)
+        if self.attn_adapter is not None:
+            x = x + self.attn_adapter(x, cond)
         x = shortcut + x
         h = self.norm2(x)
         out = self.mlp(h)
@@ -73,12 +84,13 @@ class SAMBlock(nn.Module):
                              ) -> Tuple[torch.Tensor, torch.Tensor]:
         """The block on grid tokens x (B, H, W, C) plus P prompt tokens (B, P, C).
 
-        Prompt tokens go through the same norms, attention, MLP and adapter as
+        Prompt tokens go through the same norms, attention, MLP and adapters as
         the grid tokens. In a windowed block the same P tokens are appended to
         every window's sequence (every window attends to them, and they to the
-        window); their new value is the mean of their per-window outputs. In a
-        global block they are appended once to the whole sequence. They get no
-        relative-position bias. P = 0 is exactly :meth:`forward`.
+        window); their attention output is the mean of their per-window outputs,
+        and ``attn_adapter`` acts on that mean. In a global block they are
+        appended once to the whole sequence. They get no relative-position bias.
+        P = 0 is exactly :meth:`forward`.
 
         Returns:
             (B, H, W, C) and (B, P, C).
@@ -97,6 +109,9 @@ class SAMBlock(nn.Module):
             p = p.view(b, num_windows, *p.shape[1:]).mean(dim=1)
         else:
             x, p = self.attn(x, p)
+        if self.attn_adapter is not None:
+            x = x + self.attn_adapter(x, cond)
+            p = p + self.attn_adapter(p[:, :, None, :], cond)[:, :, 0]  # (B, P, 1, C) as a grid
         x, p = shortcut + x, p_shortcut + p
         h, hp = self.norm2(x), self.norm2(p)
         out, out_p = self.mlp(h), self.mlp(hp)
