@@ -66,6 +66,11 @@ def test_order_and_arguments():
                                          'GaussianBlur', 'ColorJitter', 'CoarseDropout']
     assert [t['p'] for t in albu] == [0.5, 0.5, 0.7, 0.2, 0.2, 0.3]
     assert CFG.authors_test_resize == dict(type='Resize', scale=(SIZE, SIZE), keep_ratio=False)
+    assert CFG.authors_train_pipeline == [dict(type='LoadImageFromFile'),
+                                          dict(type='LoadAnnotations'), *tail,
+                                          dict(type='PackSegInputs')]
+    assert [t['type'] for t in CFG.authors_test_pipeline] == [
+        'LoadImageFromFile', 'Resize', 'LoadAnnotations', 'PackSegInputs']
 
 
 @pytest.mark.parametrize('seed', range(6))

@@ -1,9 +1,8 @@
 # The SAM-PTx authors' preprocessing and training augmentations (docs: samptx-authors.md §6.3, §6.4).
-# A dataset config inherits this file and puts the tail between LoadAnnotations and PackSegInputs:
-#   train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-#                     *authors_train_pipeline_tail, dict(type='PackSegInputs')]
-#   test_pipeline = [dict(type='LoadImageFromFile'), authors_test_resize,
-#                    dict(type='LoadAnnotations'), dict(type='PackSegInputs')]
+# authors_train_pipeline_tail is what goes between LoadAnnotations and PackSegInputs; a config that
+# inherits this file takes the whole pipelines (defined at the end):
+#   train_pipeline = {{_base_.authors_train_pipeline}}
+#   test_pipeline = {{_base_.authors_test_pipeline}}
 # (in the test pipeline the label is loaded after the resize: metrics read it at the original size).
 #
 # Mask values: the label map keeps every class; pixels that the affine warp or the cut-out empty get
@@ -53,4 +52,21 @@ authors_train_pipeline_tail = [
                  hole_width_range=(65, 65), fill=authors_cutout_fill_rgb,
                  fill_mask=authors_fill_label, p=0.3),
         ]),
+]
+
+# Whole pipelines for configs that inherit this file (mmengine's {{_base_.x}} can only stand for a
+# whole value, so a child cannot splice the tail itself): train_pipeline = {{_base_.authors_train_pipeline}}.
+# LoadAnnotations takes reduce_zero_label from the dataset; PackSegInputs keeps mmseg's meta keys
+# (ClassPairDataset adds sample_class after packing).
+authors_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    *authors_train_pipeline_tail,
+    dict(type='PackSegInputs'),
+]
+authors_test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    authors_test_resize,
+    dict(type='LoadAnnotations'),  # after the resize: metrics read the label at the original size
+    dict(type='PackSegInputs'),
 ]
