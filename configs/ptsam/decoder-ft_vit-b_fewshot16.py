@@ -2,7 +2,7 @@
 # prompt per class sampled from the ground truth in training and test ('prompted'), encoder frozen
 # and cached. Unlike PTSAM it needs a user point per object class at test time.
 _base_ = [
-    '../_base_/models/samptx_vit_b.py', './_base_/fewshot16_binary.py',
+    '../_base_/models/sam_vit_b.py', './_base_/fewshot16_binary.py',
     './_base_/ptsam_schedule.py', '../_base_/default_runtime.py'
 ]
 model = dict(

@@ -3,7 +3,7 @@
 # 16 images without any point, tested without any prompt ('auto'). The frozen, unadapted encoder's
 # embeddings are cached (memory; use type='disk', dir=... to keep them across runs).
 _base_ = [
-    '../_base_/models/samptx_vit_b.py', './_base_/fewshot16_binary.py',
+    '../_base_/models/sam_vit_b.py', './_base_/fewshot16_binary.py',
     './_base_/ptsam_schedule.py', '../_base_/default_runtime.py'
 ]
 model = dict(

@@ -1,5 +1,1 @@
-# Comparison: text injected into the prompt encoder (one extra sparse prompt token), no adapter.
-_base_ = ['../samptx_ade20k_1-64.py']
-model = dict(
-    backbone=dict(adapter_cfg=None),
-    decode_head=dict(text_injection='prompt', text_dims=512))
+_base_ = ['../samptx_ade20k_1-64.py', './_base_/text-prompt-encoder.py']

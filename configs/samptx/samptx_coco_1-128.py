@@ -1,0 +1,3 @@
+# SAM-PTx on COCO 1/128 (UniMatch's split), otherwise configs/samptx/samptx_coco_1-512.py.
+_base_ = ['./samptx_coco_1-512.py']
+train_dataloader = dict(dataset=dict(dataset=dict(published_split='coco/1_128')))
