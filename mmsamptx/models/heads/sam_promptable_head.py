@@ -57,8 +57,12 @@ class SAMPromptableHead(BaseModule):
         mask_loss: ``'focal'`` (SAM's) or ``'bce'`` on mask logits.
         loss_weights: weights of the terms ``mask`` (focal / BCE), ``dice``, ``iou``
             (MSE of the predicted IoU) and ``soft_iou``; default SAM's 20, 1, 1 and 0.
-            A weight of 0 for ``iou`` or ``soft_iou`` leaves the term out: it is
-            neither computed nor returned. The SAM-PTx authors' loss (§6.5) is
+            With an ``iou`` weight of 0 the IoU MSE is not computed and ``loss_iou`` is
+            exactly 0 (``0 * sum(iou_pred)``: every configuration logs the same SAM
+            terms, and the IoU head stays in the graph with a zero gradient, as DDP
+            without ``find_unused_parameters`` needs);
+            ``loss_soft_iou`` exists only with a nonzero weight. The SAM-PTx authors'
+            loss (§6.5) is
             ``mask_loss='bce', loss_weights=dict(mask=1, dice=1, iou=0, soft_iou=1),
             dice_eps=1e-6`` with ``loss_size='mask'``.
         dice_eps: eps of mmseg's naive Dice, ``1 - (2 sum(pg) + eps) / (sum(p) + sum(g) + eps)``.
@@ -255,8 +259,8 @@ class SAMPromptableHead(BaseModule):
 
         Returns:
             ``loss_mask`` (focal or BCE), ``loss_dice``, ``loss_iou`` (MSE of the
-            predicted IoU; only with a nonzero ``iou`` weight) and ``loss_soft_iou``
-            (only with a nonzero ``soft_iou`` weight), each weighted; with M = 3 only
+            predicted IoU; exactly 0, not computed, with an ``iou`` weight of 0) and
+            ``loss_soft_iou`` (only with a nonzero ``soft_iou`` weight), each weighted; with M = 3 only
             the mask of least weighted mask + dice (+ soft IoU) loss counts per
             sample, as SAM trains.
         """
@@ -292,6 +296,7 @@ class SAMPromptableHead(BaseModule):
         if soft_iou_l is not None:
             losses['loss_soft_iou'] = w['soft_iou'] * soft_iou_l[rows, best].mean()
         if w['iou'] == 0:
+            losses['loss_iou'] = 0 * iou_pred.float().sum()
             return losses
         with torch.no_grad():
             hard = (logits[rows, best] > 0).float() * valid[rows, best]

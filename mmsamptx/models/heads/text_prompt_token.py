@@ -54,4 +54,6 @@ class TextPromptToken(nn.Module):
             raise ValueError(f'TextPromptToken: text must be (B, {self.proj.in_features}), '
                              f'got {tuple(text.shape)}')
         token = self.proj(text.to(self.proj.weight.dtype)) + self.type_embed.weight
-        return token[:, None, :]
+        # 0 * no-text: the unused token stays in the graph with a zero gradient, so that DDP
+        # without find_unused_parameters sees every parameter used when all samples have text.
+        return (token + 0 * self.no_text_embed.weight)[:, None, :]
