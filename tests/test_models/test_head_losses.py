@@ -1,4 +1,5 @@
-"""The head's losses: the SAM-PTx authors' BCE + Dice + soft IoU (§6.5) by hand, SoftIoULoss, SAM's defaults."""
+"""The head's losses: the SAM-PTx authors' BCE + Dice + soft IoU (§6.5) by hand, SoftIoULoss,
+SAM's defaults."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -155,5 +156,6 @@ def test_default_losses_unchanged():
 
 
 def test_unknown_loss_term_is_named():
-    with pytest.raises(ValueError, match=r"unknown terms \['focal'\]; valid terms are \('mask', 'dice', 'iou', 'soft_iou'\)"):
+    valid = r"\('mask', 'dice', 'iou', 'soft_iou'\)"
+    with pytest.raises(ValueError, match=r"unknown terms \['focal'\]; valid terms are " + valid):
         SAMPromptableHead(image_size=64, loss_weights=dict(focal=1))

@@ -113,7 +113,7 @@ def test_text_cross_attention_equals_its_equations_and_counts():
 
 
 class MixThenTransformer(nn.Module):
-    """SAM's transformer, preceded by a token transform: lets SAM's own predict_masks run on mixed tokens."""
+    """SAM's transformer after a token transform: SAM's own predict_masks on mixed tokens."""
 
     def __init__(self, transformer, mix):
         super().__init__()
@@ -137,7 +137,8 @@ def test_head_decoder_cross_attn_is_sam_on_the_mixed_tokens(tiny_sam_checkpoint)
     with torch.no_grad():
         ours, ours_iou = head(emb, points, labels, None, text)
         for i in range(2):   # SAM repeats one embedding per prompt; one prompt set at a time
-            mix = lambda x, i=i: cross_attention_by_hand(head.text_cross_attn, x, text[i:i + 1])[0]  # noqa: E731
+            def mix(x, i=i):
+                return cross_attention_by_hand(head.text_cross_attn, x, text[i:i + 1])[0]
             ref_dec = sam.mask_decoder
             original = ref_dec.transformer
             ref_dec.transformer = MixThenTransformer(original, mix)

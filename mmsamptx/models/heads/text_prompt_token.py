@@ -1,4 +1,5 @@
-"""A text embedding as one more sparse token of SAM's prompt encoder (SAM-PTx's text -> prompt-encoder baseline)."""
+"""A text embedding as one more sparse token of SAM's prompt encoder
+(SAM-PTx's text -> prompt-encoder baseline)."""
 from typing import Optional
 
 import torch
