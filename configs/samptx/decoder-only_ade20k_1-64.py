@@ -1,1 +1,4 @@
-_base_ = ['../samptx_ade20k_1-64.py', './_base_/decoder-only.py']
+# Baseline: SAM's encoder and prompt encoder frozen and unadapted, the mask decoder trained, point
+# prompts only (no text) [method notes 3.6].
+_base_ = ['../samptx_ade20k_1-64.py']
+model = dict(backbone=dict(adapter_cfg=None, attn_adapter_cfg=None), text_encoder=None)

@@ -1,3 +1,0 @@
-# Baseline: SAM's encoder and prompt encoder frozen and unadapted, the mask decoder trained, point
-# prompts only (no text) [method notes 3.6].
-model = dict(backbone=dict(adapter_cfg=None, attn_adapter_cfg=None), text_encoder=None)
