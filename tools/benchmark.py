@@ -332,6 +332,7 @@ def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names
         mcfg.decode_head.loss_size = args.loss_size
     if adapter_blocks == 'none':
         bb.adapter_cfg = None
+        bb.attn_adapter_cfg = None
     elif adapter_blocks != 'config':
         if bb.get('adapter_cfg') is None:
             raise ValueError('the config has no adapters to place')
@@ -357,20 +358,43 @@ def build_ours(cfg, args, device, img_size, adapter_blocks='config', class_names
 
 # --------------------------------------------------------------------------- reference
 class NaiveAdapter(nn.Module):
-    """A plain re-implementation of (Parallel-)(Text-)Adapter: scale * up(gelu(down(h) [+ text_proj(t)]))."""
+    """A plain re-implementation of the adapters: scale * ([h +] up(gelu(z))), with
+    z = down(h) [+ text_proj(t)] (text_input 'bottleneck') or down(h + gelu(text_proj(t))) ('tokens')."""
 
-    def __init__(self, embed_dims, bottleneck, scale, text_dims=None):
+    def __init__(self, embed_dims, bottleneck, scale, text_dims=None, text_input='bottleneck',
+                 inner_skip=False):
         super().__init__()
         self.down = nn.Linear(embed_dims, bottleneck)
         self.up = nn.Linear(bottleneck, embed_dims)
-        self.text_proj = nn.Linear(text_dims, bottleneck) if text_dims else None
+        self.text_input = text_input
+        self.text_proj = None
+        if text_dims:
+            self.text_proj = nn.Linear(text_dims, embed_dims if text_input == 'tokens' else bottleneck)
         self.scale = scale
+        self.inner_skip = inner_skip
 
     def forward(self, h, text):
-        z = self.down(h)
-        if self.text_proj is not None:
-            z = z + self.text_proj(text)[:, None, None, :]
-        return self.scale * self.up(F.gelu(z))
+        if self.text_proj is None:
+            z = self.down(h)
+        elif self.text_input == 'tokens':
+            z = self.down(h + F.gelu(self.text_proj(text))[:, None, None, :])
+        else:
+            z = self.down(h) + self.text_proj(text)[:, None, None, :]
+        out = self.up(F.gelu(z))
+        return self.scale * (h + out if self.inner_skip else out)
+
+
+class AttnWithAdapter(nn.Module):
+    """segment_anything's block attention with an (unconditioned) adapter on its output: a + adapter(a)."""
+
+    def __init__(self, attn, adapter):
+        super().__init__()
+        self.attn = attn
+        self.adapter = adapter
+
+    def forward(self, x):
+        a = self.attn(x)
+        return a + self.adapter(a, None)
 
 
 class MLPWithAdapter(nn.Module):
@@ -481,6 +505,8 @@ def _ours_name(ref_name: str) -> str:
         rest = ref_name[len('image_encoder.'):]
         rest = re.sub(r'^blocks\.(\d+)\.mlp\.adapter\.', r'blocks.\1.adapter.', rest)
         rest = re.sub(r'^blocks\.(\d+)\.mlp\.mlp\.', r'blocks.\1.mlp.', rest)
+        rest = re.sub(r'^blocks\.(\d+)\.attn\.adapter\.', r'blocks.\1.attn_adapter.', rest)
+        rest = re.sub(r'^blocks\.(\d+)\.attn\.attn\.', r'blocks.\1.attn.', rest)
         return 'backbone.' + rest
     return 'decode_head.' + ref_name
 
@@ -490,7 +516,7 @@ def build_reference(ours) -> NaiveReference:
     from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder,
                                            TwoWayTransformer)
 
-    from mmsamptx.models.adapters import ParallelAdapter, ParallelTextAdapter
+    from mmsamptx.models.adapters import AttentionAdapter, ParallelAdapter, ParallelTextAdapter
     bb, head = ours.backbone, ours.decode_head
     blocks = bb.blocks
     if bb.out_indices != [bb.depth - 1]:
@@ -511,13 +537,21 @@ def build_reference(ours) -> NaiveReference:
         window_size=next((b.window_size for b in blocks if b.window_size > 0), 0),
         global_attn_indexes=tuple(i for i, b in enumerate(blocks) if b.window_size == 0))
     for i, blk in enumerate(blocks):
+        ad = blk.attn_adapter
+        if ad is not None:
+            if type(ad) is not AttentionAdapter or not isinstance(ad.act, nn.GELU):
+                raise ValueError(f'block {i}: no naive reference for attention adapter '
+                                 f'{type(ad).__name__}')
+            naive = NaiveAdapter(bb.embed_dims, ad.down.out_features, ad.scale,
+                                 inner_skip=ad.inner_skip)
+            encoder.blocks[i].attn = AttnWithAdapter(encoder.blocks[i].attn, naive)
         ad = blk.adapter
         if ad is None:
             continue
         if type(ad) not in (ParallelAdapter, ParallelTextAdapter) or not isinstance(ad.act, nn.GELU):
             raise ValueError(f'block {i}: no naive reference for adapter {type(ad).__name__}')
         naive = NaiveAdapter(bb.embed_dims, ad.down.out_features, ad.scale,
-                             getattr(ad, 'text_dims', None))
+                             getattr(ad, 'text_dims', None), getattr(ad, 'text_input', 'bottleneck'))
         encoder.blocks[i].mlp = MLPWithAdapter(encoder.blocks[i].mlp, naive)
     pe = head.prompt_encoder
     prompt_encoder = PromptEncoder(
