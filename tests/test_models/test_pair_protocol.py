@@ -73,6 +73,9 @@ def test_a_pair_whose_class_left_the_augmented_target_is_skipped():
     assert model._training_samples([sample(gt2, sample_class=1)]) is None
     losses = model.loss(torch.randn(1, 3, S, S), [sample(gt2, sample_class=1)])
     assert sum(losses.values()).item() == 0.0
+    model.decode_head.loss_weights['soft_iou'] = 1.0  # the authors' loss logs its soft-IoU term
+    assert set(model.loss(torch.randn(1, 3, S, S), [sample(gt2, sample_class=1)])) == {
+        'loss_mask', 'loss_dice', 'loss_iou', 'loss_soft_iou'}
 
 
 def test_points_on_the_mask_grid_are_uniform_over_the_upsampled_mask():

@@ -476,7 +476,10 @@ class ClassPromptedSAM(BaseSegmentor):
         picked = self._training_samples(data_samples)
         if picked is None:  # no labelled pixel in the whole batch: a zero loss keeps DDP in step
             zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
-            return dict(loss_mask=zero, loss_dice=zero, loss_iou=zero)
+            names = ['loss_mask', 'loss_dice', 'loss_iou']
+            if self.decode_head.loss_weights.get('soft_iou'):
+                names.append('loss_soft_iou')  # the same keys as a step with samples
+            return {name: zero for name in names}
         img_index, class_ids, points, point_labels, targets = picked
         text = self.sample_text(class_ids, [data_samples[i].metainfo for i in img_index.tolist()])
         image_embeddings = self.encode_samples(inputs, img_index, text, data_samples)
