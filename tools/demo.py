@@ -19,7 +19,9 @@ RUNS = {'decoder-only': ('decoder-only', 'configs/demo/decoder-only_demo.py'),
         'samptx': ('SAM-PTx (Parallel-Text)', 'configs/demo/samptx_demo.py'),
         'parallel-adapter': ('Parallel-Adapter (no text)', 'configs/demo/parallel-adapter_demo.py'),
         'samptx-last2': ('SAM-PTx, text in the last 2 of 4 blocks',
-                         'configs/demo/samptx-last2_demo.py')}
+                         'configs/demo/samptx-last2_demo.py'),
+        'samptx-zero-init': ('SAM-PTx, zero-init variant (ours)',
+                             'configs/demo/samptx-zero-init_demo.py')}
 DEFAULT_RUNS = 'decoder-only,samptx'
 NO_TEXT_RUNS = ('decoder-only', 'parallel-adapter')
 

@@ -43,8 +43,11 @@ model = dict(
     class_names=class_names,
     backbone=dict(type='SAMImageEncoder', arch='tiny', img_size=img_size, adapter_cfg=None),
     neck=dict(type='SAMNeck', in_channels=64, out_channels=256),
+    # the SAM-PTx authors' loss: BCE + Dice + soft IoU, 1:1:1, at the decoder's mask size
     decode_head=dict(type='SAMPromptableHead', image_size=img_size, frozen_decoder=False,
-                     decoder=dict(mlp_dim=512)),
+                     decoder=dict(mlp_dim=512), mask_loss='bce',
+                     loss_weights=dict(mask=1.0, dice=1.0, iou=0.0, soft_iou=1.0), dice_eps=1e-6,
+                     loss_size='mask'),
     text_encoder=None,
     train_cfg=dict(classes_per_image=2, num_points=1),
     test_cfg=dict(mode='prompted', num_points=1, class_chunk=8),

@@ -2,4 +2,4 @@
 # two blocks run once per image and are shared by every class (the cheap text-only variant,
 # as k = 4 of SAM ViT-B's 12 blocks); compare with samptx_demo.py (text in every block).
 _base_ = ['./samptx_demo.py']
-model = dict(backbone=dict(adapter_cfg=dict(blocks=[-2, -1])))
+model = dict(backbone=dict(adapter_cfg=dict(blocks=[-2, -1]), attn_adapter_cfg=dict(blocks=[-2, -1])))

@@ -63,7 +63,7 @@ def test_loss_and_both_inference_modes_run():
     gt = torch.zeros(128, 128, dtype=torch.long)
     gt[30:90, 30:90] = 1
     losses = model.loss(inputs, [sample(gt), sample(gt)])
-    assert set(losses) == {'loss_mask', 'loss_dice', 'loss_iou'}
+    assert set(losses) == {'loss_mask', 'loss_dice', 'loss_iou', 'loss_soft_iou'}  # the authors' loss
     sum(losses.values()).backward()
     grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads)
@@ -152,15 +152,20 @@ def test_text_mode_runs_the_shared_blocks_once_per_image_for_every_class_chunk()
     calls = []
     model.backbone.blocks[0].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     x = torch.randn(1, 3, 128, 128)
-    maps = {}
+    maps, logits = {}, {}
     for chunk in (1, len(model.class_names)):
         model.test_cfg.update(mode='text', class_chunk=chunk)
         calls.clear()
         with torch.no_grad():
             meta = dict(ori_shape=(128, 128), img_shape=(128, 128))
-            maps[chunk] = model.predict(x, [SegDataSample(metainfo=meta)])[0].pred_sem_seg.data
+            out = model.predict(x, [SegDataSample(metainfo=meta)])[0]
+        maps[chunk], logits[chunk] = out.pred_sem_seg.data, out.pred_class_logits
         assert calls == [1]  # block 0 ran once for the image, not once per chunk
-    assert torch.equal(maps[1], maps[len(model.class_names)])
+    every = len(model.class_names)
+    # the same per-class logits up to float rounding (batches of 1 and of 3 take other kernels) ...
+    assert torch.allclose(logits[1], logits[every], atol=1e-4)
+    # ... so the map only differs at near-ties between classes (5 of 16,384 pixels measured)
+    assert (maps[1] != maps[every]).float().mean() < 1e-3
 
 
 def test_bf16_autocast_encoder_stays_close_to_fp32():

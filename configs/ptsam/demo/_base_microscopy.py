@@ -27,4 +27,8 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, type='BinaryDiceMetric')
 test_evaluator = val_evaluator
-model = dict(class_names='FewShotBinaryDataset')
+model = dict(
+    class_names='FewShotBinaryDataset',
+    # SAM's own losses (focal 20 : dice 1 : IoU-MSE 1 at the input size), not the SAM-PTx demo's
+    decode_head=dict(mask_loss='focal', loss_weights=dict(mask=20.0, dice=1.0, iou=1.0, soft_iou=0.0),
+                     dice_eps=1.0, loss_size='input'))
