@@ -103,11 +103,11 @@ def main(argv=None):
         print(f'Overlays: {osp.join(run_dir, "overlays", "vis_data", "vis_image")}  ({name})')
     print('\nThe real run (GPU; SAM ViT-B and CLIP weights download on first use, data in '
           'docs/datasets.md):\n'
-          '  python tools/dataset_converters/ade20k.py split data/ade/ADEChallengeData2016 '
-          '--denom 64 --seed 0 --out data/ade/ADEChallengeData2016/splits/1_64/seed0\n'
-          '  bash tools/dist_train.sh configs/samptx_ade20k_1-64.py 8\n'
+          '  python tools/dataset_converters/ade20k.py verify data/ade/ADEChallengeData2016\n'
+          '  bash tools/dist_train.sh configs/samptx_ade20k_1-64.py 2 '
+          '--cfg-options train_dataloader.batch_size=1\n'
           '  bash tools/dist_test.sh configs/samptx_ade20k_1-64.py '
-          'work_dirs/samptx_ade20k_1-64/iter_16000.pth 8')
+          'work_dirs/samptx_ade20k_1-64/best_classwise_mIoU_epoch_N.pth 2')
 
 
 if __name__ == '__main__':

@@ -448,13 +448,18 @@ def test_headline_config_reads_converter_split(tmp_path):
         'browse_dataset2', osp.join(ROOT, 'tools', 'browse_dataset.py'))
     browse = iu.module_from_spec(spec)
     spec.loader.exec_module(browse)
-    for split, n in (('train', 2), ('val', 2)):
-        paths = browse.browse(
-            cfg_path, str(tmp_path / split), num=5, split=split,
-            cfg_options={f'{split}_dataloader.dataset.data_root': root})
+    # the config reads the published list by default; the seeded one is an ann_file away
+    train = 'train_dataloader.dataset.dataset'  # inside ClassPairDataset
+    val = 'val_dataloader.dataset'
+    options = dict(train={f'{train}.data_root': root, f'{train}.published_split': None,
+                          f'{train}.ann_file': 'splits/1_64/seed0/labeled.txt'},
+                   val={f'{val}.data_root': root, f'{val}.published_split': None})
+    # each ADE image of make_ade holds two classes: the train set has their (image, class) pairs
+    for split, n in (('train', 4), ('val', 2)):
+        paths = browse.browse(cfg_path, str(tmp_path / split), num=5, split=split,
+                              cfg_options=options[split])
         assert len(paths) == n
-    assert sorted(osp.basename(p)[5:-4] for p in os.listdir(tmp_path / 'train')
-                  ) == ids
+    assert sorted({osp.basename(p)[5:-4] for p in os.listdir(tmp_path / 'train')}) == ids
 
 
 # ---------------------------------------------------- published split lists

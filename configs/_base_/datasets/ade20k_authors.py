@@ -21,6 +21,9 @@ train_dataloader = dict(
             type=dataset_type,
             data_root=data_root,
             published_split='ade20k/1_64',
+            # used by id-only split files (the seeded option, ann_file=...); UniMatch's lines
+            # name both paths
+            data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
             pipeline=train_pipeline)))
 val_dataloader = dict(
     batch_size=1,
@@ -31,6 +34,7 @@ val_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         published_split='ade20k/val',
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # The authors' class-wise binary IoU of every (image, class) pair at 256², and mmseg's IoUMetric
