@@ -86,7 +86,7 @@ def test_equivalence_check_passed_and_is_recorded(bench):
     assert eq['passed'] is True
     assert eq['rel_logit_diff'] <= eq['tolerance']
     assert eq['mask_agreement'] > 0.999
-    assert eq['max_rel_loss_diff'] <= 10 * eq['tolerance']
+    assert eq['max_rel_loss_diff'] <= eq['loss_tolerance'] == eq['tolerance'] / 10
 
 
 def test_rows_selector_and_ratio_rule_helper():
