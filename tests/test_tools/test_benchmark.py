@@ -224,3 +224,88 @@ def test_cache_check_runs_for_a_text_prompted_head():
         images, samples, _, _ = tool.make_inputs(args, device, args.img_size, len(ours.class_names))
         assert tool.check_decoders(ours, tool.build_reference(ours), images, samples,
                                    args) <= args.check_tol
+
+
+def test_reference_is_the_faithful_samptx_model_and_its_check_catches_each_adapter():
+    """The default config is SAM-PTx as its authors built it: the reference re-implements, in the
+    benchmark's own code, the attention-side adapter (inner skip) and the Parallel-Text adapter
+    (text added to the tokens before the bottleneck) in every block; the fp32 check passes, and
+    fails when either adapter of the reference differs."""
+    from mmsamptx.models.adapters import AttentionAdapter, ParallelTextAdapter
+    tool = load_tool()
+    args = tool.parse_args(TINY + ['--classes-per-image', '2', '--dtype', 'float32'])
+    device, cfg = tool.setup(args)
+    sides = tool.Sides(args, cfg, device)
+    assert args.points == 5  # the config's 5 positive points per (image, class)
+    for blk, ref_blk in zip(sides.ours.backbone.blocks, sides.ref.image_encoder.blocks):
+        assert type(blk.attn_adapter) is AttentionAdapter and blk.attn_adapter.inner_skip
+        assert type(blk.adapter) is ParallelTextAdapter and blk.adapter.text_input == 'tokens'
+        assert type(ref_blk.attn) is tool.AttnWithAdapter and ref_blk.attn.adapter.inner_skip
+        assert type(ref_blk.mlp) is tool.MLPWithAdapter
+        assert ref_blk.mlp.adapter.text_input == 'tokens'
+        assert ref_blk.mlp.adapter.text_proj.out_features == sides.ours.backbone.embed_dims
+    # the reference's adapters are its own code, not ours'
+    assert not any(type(m).__module__.startswith('mmsamptx.') for m in sides.ref.modules())
+    eq = tool.check_equivalence(sides, args)
+    assert eq['passed'] and eq['rel_logit_diff'] < 1e-4 and eq['max_rel_loss_diff'] < 1e-5
+    # the authors' loss terms are compared, soft IoU included
+    assert sides.ref.loss_weights['soft_iou'] == 1.0 and sides.ref.dice_eps == 1e-6
+    for module in ('attn', 'mlp'):
+        adapter = getattr(sides.ref.image_encoder.blocks[0], module).adapter
+        with torch.no_grad():
+            adapter.down.weight.mul_(1.5)
+        with pytest.raises(AssertionError, match='do not compute the same thing'):
+            tool.check_equivalence(sides, args)
+        with torch.no_grad():
+            adapter.down.weight.div_(1.5)
+        assert tool.check_equivalence(sides, args)['passed']
+
+
+def test_reference_implements_or_refuses_each_head_text_option():
+    """'prompt_encoder' is implemented plainly and passes the fp32 check; the head options the
+    naive reference cannot express are refused by name instead of leaving the text out."""
+    tool = load_tool()
+    args = tool.parse_args(TINY + ['--classes-per-image', '2', '--dtype', 'float32', '--config',
+                                   osp.join(REPO, 'configs/samptx/text-prompt-encoder_ade20k_1-64.py')])
+    device, cfg = tool.setup(args)
+    sides = tool.Sides(args, cfg, device)
+    assert sides.ours.decode_head.text_injection == 'prompt_encoder'
+    assert sides.ref.text_prompt_token is not None
+    assert tool.check_equivalence(sides, args)['passed']
+    with torch.no_grad():
+        sides.ref.text_prompt_token.type_embed.weight.add_(0.5)
+    with pytest.raises(AssertionError, match='do not compute the same thing'):
+        tool.check_equivalence(sides, args)
+    for option in ('decoder_cross_attn', 'decoder'):
+        ours = tool.build_ours(cfg, args, device, args.img_size,
+                               head_overrides=dict(text_injection=option, text_dims=512))
+        with pytest.raises(ValueError, match=f"text_injection='{option}' has no naive reference"):
+            tool.build_reference(ours)
+
+
+def test_inference_class_chunk_keeps_the_masks_and_lowers_the_tensor_peak():
+    """The inference memory fix: ours' class batch runs in chunks (test_cfg.class_chunk, 'auto':
+    at most 2048 tokens per pass). The masks are those of one batch; the tensor-allocation
+    peak of an image's inference falls with the chunk."""
+    tool = load_tool()
+    assert tool.parse_args(['--img-size', '512']).infer_class_chunk == 2
+    assert tool.parse_args(['--img-size', '1024']).infer_class_chunk == 1
+    assert tool.parse_args(['--img-size', '256']).infer_class_chunk == 8
+    assert tool.parse_args(['--infer-class-chunk', '3']).infer_class_chunk == 3
+    for bad in ('0', 'many'):
+        with pytest.raises(SystemExit):
+            tool.parse_args(['--infer-class-chunk', bad])
+    args = tool.parse_args(['--arch', 'tiny', '--img-size', '128', '--classes-per-image', '4',
+                            '--dtype', 'float32', '--infer-class-chunk', '1'])
+    device, cfg = tool.setup(args)
+    sides = tool.Sides(args, cfg, device, which=('ours',))
+    assert sides.ours.test_cfg['class_chunk'] == 1
+    chunked = sides.ours_infer()
+    peak = {1: tool.profiled_tensor_peak(sides.ours_infer)}
+    sides.ours.test_cfg['class_chunk'] = 4
+    whole = sides.ours_infer()
+    peak[4] = tool.profiled_tensor_peak(sides.ours_infer)
+    for (m1, s1), (m4, s4) in zip(chunked, whole):
+        torch.testing.assert_close(m1, m4, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(s1, s4, rtol=1e-4, atol=1e-5)
+    assert peak[1] < 0.6 * peak[4], peak
