@@ -5,10 +5,35 @@ import torch
 import torch.nn as nn
 from mmseg.registry import MODELS
 
+from .condition import CLIPCondition
 from .parallel_adapter import ParallelAdapter
 
 #: where the projected text enters the bottleneck (see :class:`ParallelTextAdapter`)
 TEXT_INPUTS = ('tokens', 'bottleneck')
+
+
+def read_text(cond: Any, batch_size: int, text_dims: int, owner: str) -> torch.Tensor:
+    """The (B, D) text embeddings carried by ``cond``, checked against the batch and the adapter.
+
+    Args:
+        cond: a (B, D) tensor, or a :class:`CLIPCondition` (its ``.text``).
+        batch_size: B, the batch of the tokens the adapter acts on.
+        text_dims: D, the text width the adapter was built for.
+        owner: the adapter's name, for the error messages.
+    """
+    text = cond.text if isinstance(cond, CLIPCondition) else cond
+    if not isinstance(text, torch.Tensor):
+        raise ValueError(f'{owner} needs text embeddings: call the backbone as forward(x, text_embeds) '
+                         f'with text_embeds a ({batch_size}, {text_dims}) tensor or a CLIPCondition, '
+                         f'got {type(cond).__name__}')
+    if text.dim() != 2 or text.shape[0] != batch_size:
+        raise ValueError(f'{owner}: text_embeds must be ({batch_size}, {text_dims}) for this batch, '
+                         f'got {tuple(text.shape)}')
+    if text.shape[1] != text_dims:
+        raise ValueError(f'{owner}: text_embeds must be ({batch_size}, {text_dims}) for this batch, '
+                         f'got {tuple(text.shape)}: the CLIP text width {text.shape[1]} does not match '
+                         f'the adapter\'s text_dims={text_dims}')
+    return text
 
 
 @MODELS.register_module()
@@ -17,7 +42,9 @@ class ParallelTextAdapter(ParallelAdapter):
 
     SAM-PTx (arXiv 2508.00213): the frozen CLIP embedding t (B, D) of the class
     being segmented steers every token of the MLP-parallel branch, while
-    attention stays SAM's. Two forms, by ``text_input``:
+    attention stays SAM's. ``cond`` is t itself or a :class:`CLIPCondition`,
+    of which it reads ``.text`` (so SAM-PTx and CLIP-Guided SAM share one
+    conditioning path). Two forms, by ``text_input``:
 
     - ``'tokens'`` (default, the authors' ``Block_Text``; docs/methods/
       samptx-authors.md §3.4): ``t' = GELU(text_proj(t))`` with ``text_proj``
@@ -55,14 +82,9 @@ class ParallelTextAdapter(ParallelAdapter):
         self.text_proj = nn.Linear(text_dims, width)
 
     def hidden(self, h: torch.Tensor, cond: Any) -> torch.Tensor:
-        """h: (B, H, W, C), cond: (B, D) text embeddings -> (B, H, W, r)."""
-        if not isinstance(cond, torch.Tensor):
-            raise ValueError('ParallelTextAdapter needs text embeddings: call the backbone as '
-                             'forward(x, text_embeds) with text_embeds of shape (B, D)')
-        if cond.dim() != 2 or cond.shape[0] != h.shape[0] or cond.shape[1] != self.text_dims:
-            raise ValueError(f'text_embeds must be ({h.shape[0]}, {self.text_dims}) for this batch, '
-                             f'got {tuple(cond.shape)}')
-        t = self.text_proj(cond.to(h.dtype))[:, None, None, :]  # (B, 1, 1, C or r)
+        """h: (B, H, W, C), cond: (B, D) text embeddings or a CLIPCondition -> (B, H, W, r)."""
+        text = read_text(cond, h.shape[0], self.text_dims, type(self).__name__)
+        t = self.text_proj(text.to(h.dtype))[:, None, None, :]  # (B, 1, 1, C or r)
         if self.text_input == 'tokens':
             return self.down(h + self.act(t))
         return self.down(h) + t

@@ -64,7 +64,10 @@ class SAMImageEncoder(BaseModule):
         frozen: freeze SAM's own parameters (adapters attached later stay trainable).
         adapter_cfg: config of an adapter to attach beside the MLP of blocks (see
             :func:`mmsamptx.models.adapters.attach_adapters`, slot ``'adapter'``),
-            e.g. ``dict(type='ParallelTextAdapter', blocks=None)``; ``None`` for none.
+            e.g. ``dict(type='ParallelTextAdapter', blocks=None)``, or a list of
+            such dicts with disjoint ``blocks`` for different types in different
+            blocks (CLIP-Guided SAM: ``SemanticAdapter`` in the last S blocks,
+            ``ParallelAdapter`` in the others); ``None`` for none.
         attn_adapter_cfg: config of an adapter to attach beside the attention of
             blocks (slot ``'attn_adapter'``, same ``blocks`` convention), e.g.
             ``dict(type='AttentionAdapter')`` (SU-SAM's regular adapter); ``None``
@@ -100,7 +103,8 @@ class SAMImageEncoder(BaseModule):
     def __init__(self, arch: Union[str, dict] = 'vit_b', img_size: int = 1024,
                  patch_size: int = 16, in_channels: int = 3, window_size: Optional[int] = None,
                  mlp_ratio: float = 4.0, out_indices: Sequence[int] = (-1,), frozen: bool = True,
-                 adapter_cfg: Optional[dict] = None, attn_adapter_cfg: Optional[dict] = None,
+                 adapter_cfg: Union[dict, Sequence[dict], None] = None,
+                 attn_adapter_cfg: Union[dict, Sequence[dict], None] = None,
                  prompt_cfg: Optional[dict] = None,
                  fused_attn: Union[bool, str] = True,
                  with_cp: Union[bool, Sequence[int]] = False, autocast_dtype: Optional[str] = None,
@@ -173,6 +177,9 @@ class SAMImageEncoder(BaseModule):
     @property
     def first_conditioned_block(self) -> Optional[int]:
         """Index of the first block with an adapter (either slot) reading ``text_embeds``.
+
+        An adapter reads it when its ``conditioned`` attribute is true (a class
+        flag, or per instance as in :class:`SemanticAdapter`).
 
         None if none does. Blocks before it compute the same thing for every
         class of an image, so a class-prompted segmentor runs them once per image.
@@ -276,7 +283,8 @@ class SAMImageEncoder(BaseModule):
 
         Args:
             x: (B, h, w, C) tokens.
-            text_embeds: conditioning for the adapters, e.g. (B, D).
+            text_embeds: conditioning for the adapters, e.g. (B, D) or a
+                :class:`CLIPCondition`, handed to each block unchanged.
             prompts: (B, P, C) prompt tokens put out by block ``start - 1``, or None.
 
         Returns:
@@ -305,8 +313,10 @@ class SAMImageEncoder(BaseModule):
 
         Args:
             x: (B, 3, H, W) images, normalised as SAM expects.
-            text_embeds: per-sample conditioning handed to every block's adapters,
-                e.g. (B, D) CLIP text embeddings; ``None`` for unconditioned adapters.
+            text_embeds: per-sample conditioning handed unchanged to every block's
+                adapters: (B, D) CLIP text embeddings, a :class:`CLIPCondition`
+                (text, vision and similarity tokens of CLIP-Guided SAM), or
+                ``None`` for unconditioned adapters.
 
         Returns:
             One (B, embed_dims, H/16, W/16) map per ``out_indices`` entry.
