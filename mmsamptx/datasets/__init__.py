@@ -5,11 +5,12 @@ from .class_pair_dataset import ClassPairDataset
 from .coco_object import COCOObjectDataset
 from .cod import CODDataset
 from .few_shot_binary import FewShotBinaryDataset
+from .pascal_voc import PascalVOCSplitDataset
 from .published_splits import list_published_splits, published_split
 from .refcoco import RefCOCODataset
 
 __all__ = [
     'ADE20KSplitDataset', 'ClassPairDataset', 'COCOObjectDataset', 'CODDataset',
-    'FewShotBinaryDataset', 'RefCOCODataset', 'list_published_splits',
+    'FewShotBinaryDataset', 'PascalVOCSplitDataset', 'RefCOCODataset', 'list_published_splits',
     'published_split'
 ]
