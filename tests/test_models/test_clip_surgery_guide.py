@@ -6,6 +6,7 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import LayerScale
 
 from mmseg.registry import MODELS
 from mmsamptx.models.guides import CLIPGuidance, CLIPSurgeryGuide
@@ -88,9 +89,10 @@ def _surgery_reference(visual, images, surgery_blocks, new_grid):
 
         o = merge(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1) @ v)
         z = merge(torch.softmax(v @ v.transpose(-1, -2) / math.sqrt(d), dim=-1) @ v)
-        x_ori = x_ori + o
-        x_ori = x_ori + block.mlp(block.ln_2(x_ori))
-        x_s = x_s + z
+        # Layer scale (Identity in CLIP ViTs) scales both attention outputs.
+        x_ori = x_ori + block.ls_1(o)
+        x_ori = x_ori + block.ls_2(block.mlp(block.ln_2(x_ori)))
+        x_s = x_s + block.ls_1(z)
     x = torch.cat([x_ori[:, :1], x_s[:, 1:]], dim=1)
     return visual.ln_post(x) @ visual.proj
 
@@ -145,6 +147,17 @@ def test_surgery_tiny_equals_reference(tiny_ckpt):
         plain = _tiny(tiny_ckpt, clip_size=64, surgery_blocks=0).encode_image(images)
     torch.testing.assert_close(tokens[:, 0], plain[:, 0], atol=ATOL, rtol=0)
     assert (tokens[:, 1:] - plain[:, 1:]).abs().max() > 1e-3
+
+
+def test_surgery_with_layer_scale(tiny_ckpt):
+    guide = _tiny(tiny_ckpt, clip_size=64, surgery_blocks=1)
+    block = guide.visual.transformer.resblocks[0]
+    block.ls_1, block.ls_2 = LayerScale(64, 0.5), LayerScale(64, 0.25)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        tokens = guide.encode_image(images)
+        reference = _surgery_reference(guide.visual, images, 1, 4)
+    torch.testing.assert_close(tokens, reference, atol=ATOL, rtol=0)
 
 
 def test_surgery_vit_b_last_six_blocks_equal_reference(vit_b):

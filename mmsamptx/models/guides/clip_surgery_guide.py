@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from ..text_encoders import OpenCLIPTextEncoder
+from ..text_encoders.open_clip_text_encoder import _DropRandomInitNotice
 
 NORMS = ('tokens', 'channels')
 
@@ -57,13 +58,6 @@ class CLIPGuidance:
     point_region: Tensor
     dense_prompt: Tensor
     grid: Tuple[int, int]
-
-
-class _DropRandomInitNotice(logging.Filter):
-    """Hide open_clip's "initialized randomly" notice: weights load later, in init_weights()."""
-
-    def filter(self, record):
-        return not str(record.msg).startswith('No pretrained weights loaded for model')
 
 
 @MODELS.register_module()
@@ -163,12 +157,13 @@ class CLIPSurgeryGuide(BaseModule):
                  expected_dims: Optional[int] = None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        # The text encoder validates model_name and pretrained (names, tags,
-        # paths) and lists the valid choices when one is unknown.
-        self.text_encoder = self._build_text_encoder(model_name, pretrained, text_cfg)
+        # The text encoder's checks list the valid names and tags when one is
+        # unknown, and refuse what cannot be built offline.
+        OpenCLIPTextEncoder._check_model_name(model_name)
+        self._pretrained_kind = OpenCLIPTextEncoder._check_pretrained(model_name, pretrained)
         self.model_name = model_name
         self.pretrained = pretrained
-        self._pretrained_kind = OpenCLIPTextEncoder._check_pretrained(model_name, pretrained)
+        self.text_encoder = self._build_text_encoder(model_name, pretrained, text_cfg)
 
         log_filter = _DropRandomInitNotice()
         logging.getLogger().addFilter(log_filter)
