@@ -178,7 +178,8 @@ class SAMPromptableHead(BaseModule):
 
     def forward(self, image_embeddings: torch.Tensor, points: Optional[torch.Tensor] = None,
                 point_labels: Optional[torch.Tensor] = None, boxes: Optional[torch.Tensor] = None,
-                text_embeds: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                text_embeds: Optional[torch.Tensor] = None,
+                masks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Predict masks for B prompt sets.
 
         Args:
@@ -187,15 +188,18 @@ class SAMPromptableHead(BaseModule):
             boxes: (B, 4) xyxy in input pixels.
             text_embeds: (B, D), used when ``text_injection`` is set (optional with
                 ``'prompt_encoder'``, which then appends its no-text token).
+            masks: (B, 1, 4h, 4w) dense mask prompts (SAM's ``mask_inputs``, e.g. CLIP-Guided
+                SAM's thresholded similarity map x 255), through SAM's mask downscaling
+                instead of the no-mask embedding.
 
         Returns:
             mask logits (B, M, 4h, 4w) and predicted IoUs (B, M), M = 3 or 1, float32.
         """
-        batch = next(t.shape[0] for t in (points, boxes, text_embeds, image_embeddings)
+        batch = next(t.shape[0] for t in (points, boxes, text_embeds, masks, image_embeddings)
                      if t is not None)
         if self.text_injection not in (None, 'prompt_encoder') and text_embeds is None:
             raise ValueError(f"text_injection={self.text_injection!r} needs text_embeds (B, D)")
-        sparse, dense = self.embed_prompts(batch, points, point_labels, boxes, text_embeds)
+        sparse, dense = self.embed_prompts(batch, points, point_labels, boxes, text_embeds, masks)
         extra = mixer = None
         if self.text_injection == 'decoder':
             extra = self.text_proj(text_embeds.to(self.text_proj.weight.dtype))
@@ -213,7 +217,8 @@ class SAMPromptableHead(BaseModule):
     def embed_prompts(self, batch: int, points: Optional[torch.Tensor] = None,
                       point_labels: Optional[torch.Tensor] = None,
                       boxes: Optional[torch.Tensor] = None,
-                      text_embeds: Optional[torch.Tensor] = None
+                      text_embeds: Optional[torch.Tensor] = None,
+                      masks: Optional[torch.Tensor] = None
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
         """The decoder's sparse (B, N', C) and dense (B, C, h, w) prompt embeddings.
 
@@ -228,7 +233,12 @@ class SAMPromptableHead(BaseModule):
                 point_labels = points.new_ones(points.shape[:2], dtype=torch.long)
             self.check_points(points, point_labels)
             point_prompt = (points, point_labels)
-        sparse, dense = self.prompt_encoder.embed(point_prompt, boxes, None, batch_size=batch)
+        if masks is not None:
+            grid = tuple(4 * s for s in self.prompt_encoder.image_embedding_size)
+            if masks.dim() != 4 or masks.shape[1] != 1 or tuple(masks.shape[-2:]) != grid:
+                raise ValueError(f'mask prompts must be (B, 1, {grid[0]}, {grid[1]}), got '
+                                 f'{tuple(masks.shape)}')
+        sparse, dense = self.prompt_encoder.embed(point_prompt, boxes, masks, batch_size=batch)
         token = None
         if self.text_injection == 'prompt':
             if text_embeds is None:

@@ -20,6 +20,7 @@ from .point_sampler import PointSampler
 INFERENCE_MODES = ('prompted', 'text', 'auto')
 BACKGROUND_MODES = ('ignore', 'negative')
 POINT_GRIDS = ('input', 'mask')
+POINT_SOURCES = ('gt', 'similarity')
 #: SAM's mask decoder predicts at a quarter of the input side (patch 16, upscaling x4).
 MASK_STRIDE = 4
 
@@ -120,6 +121,18 @@ class ClassPromptedSAM(BaseSegmentor):
             :class:`~mmsamptx.evaluation.ClassWiseIoUMetric`; with exactly one
             ``target_classes`` entry also ``pred_prob``, its sigmoid map at the
             original size (for :class:`~mmsamptx.evaluation.CODMetric`).
+        guide: a CLIP guide config (:class:`~mmsamptx.models.guides.CLIPSurgeryGuide`,
+            CLIP-Guided SAM, arXiv 2605.24807): the class text t, CLIPSurgery's
+            vision tokens V̂ and their similarity s = V̂·t reach the encoder's
+            adapters as one :class:`~mmsamptx.models.adapters.CLIPCondition`; its
+            dense prompt (the similarity map thresholded, x255) enters SAM's prompt
+            encoder (``train_cfg`` / ``test_cfg`` ``mask_prompt=True``); and with
+            ``point_source='similarity'`` (in ``train_cfg`` and ``test_cfg``
+            separately) the points are drawn from its point region instead of the
+            ground truth (semi-automatic mode; ``'gt'``: manual mode). The guide
+            replaces ``text_encoder`` (it holds its own). With ``mode='prompted'``
+            and similarity points the ground truth only says which classes are
+            present (the paper's image-level prompts); ``mode='text'`` reads none.
         text_key: read each image's text from its metainfo under this key
             (e.g. ``'class_name'`` of :class:`~mmsamptx.datasets.CODDataset`,
             whose COD10K file names name the animal) instead of the class's
@@ -136,23 +149,39 @@ class ClassPromptedSAM(BaseSegmentor):
                  text_encoder: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  ignore_index: int = 255, seed: int = 0, embedding_cache: Optional[dict] = None,
-                 text_key: Optional[str] = None, init_cfg: Optional[dict] = None) -> None:
+                 text_key: Optional[str] = None, guide: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.class_names = resolve_class_names(class_names)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck)
         self.decode_head = MODELS.build(decode_head)
         self.text_encoder = MODELS.build(text_encoder) if text_encoder is not None else None
+        self.guide = None
+        if guide is not None:
+            from ..guides import CLIPSurgeryGuide  # noqa: F401  (registers the type)
+            if text_encoder is not None:
+                raise ValueError('a model with a CLIP guide takes its text from the guide: set '
+                                 'text_encoder=None (the guide builds its own, guide.text_cfg)')
+            self.guide = MODELS.build(guide)
         self.train_cfg = {**dict(classes_per_image=4, num_points=1, negatives_per_image=0,
-                                 target_classes=None, background='ignore', point_grid='input'),
+                                 target_classes=None, background='ignore', point_grid='input',
+                                 point_source='gt', mask_prompt=guide is not None),
                           **(train_cfg or {})}
         self.test_cfg = {**dict(mode='prompted', num_points=1, class_chunk=16, target_classes=None,
-                                background_class=None, point_grid='input'),
+                                background_class=None, point_grid='input', point_source='gt',
+                                mask_prompt=guide is not None),
                          **(test_cfg or {})}
         self.text_key = text_key
         for name, cfg in (('train_cfg', self.train_cfg), ('test_cfg', self.test_cfg)):
             if cfg['point_grid'] not in POINT_GRIDS:
                 raise ValueError(f"{name}.point_grid must be one of {POINT_GRIDS}, got {cfg['point_grid']!r}")
+            if cfg['point_source'] not in POINT_SOURCES:
+                raise ValueError(f"{name}.point_source must be one of {POINT_SOURCES}, "
+                                 f"got {cfg['point_source']!r}")
+            if guide is None and (cfg['point_source'] != 'gt' or cfg['mask_prompt']):
+                raise ValueError(f"{name}.point_source='similarity' and {name}.mask_prompt=True need "
+                                 'a CLIP guide (model.guide)')
         if self.train_cfg['background'] not in BACKGROUND_MODES:
             raise ValueError(f"train_cfg.background must be one of {BACKGROUND_MODES}, "
                              f"got {self.train_cfg['background']!r}")
@@ -166,7 +195,7 @@ class ClassPromptedSAM(BaseSegmentor):
             raise ValueError(f"test_cfg.mode must be one of {INFERENCE_MODES}, got {self.test_cfg['mode']!r}")
         if text_key is not None and not self.uses_text:
             raise ValueError(f'text_key={text_key!r} reads each image\'s text, but this model reads no text')
-        if self.uses_text and self.text_encoder is None:
+        if self.uses_text and self.text_encoder is None and self.guide is None:
             raise ValueError('this model reads text (text adapters or text_injection) but has no text_encoder')
         if self.train_cfg['negatives_per_image'] and not self.uses_text:
             raise ValueError('train_cfg.negatives_per_image > 0 prompts absent classes by name, '
@@ -279,7 +308,7 @@ class ClassPromptedSAM(BaseSegmentor):
     @property
     def uses_text(self) -> bool:
         """Whether text reaches the model (conditioned adapters or the head)."""
-        return self.backbone.is_conditioned or self.decode_head.uses_text
+        return self.backbone.is_conditioned or self.decode_head.uses_text or self.guide is not None
 
     def class_embeddings(self) -> Optional[Tensor]:
         """(C, D) text embeddings of ``class_names``, computed once."""
@@ -287,7 +316,7 @@ class ClassPromptedSAM(BaseSegmentor):
             return None
         device = next(self.decode_head.parameters()).device
         if self._class_embeds is None or self._class_embeds.device != device:
-            self._class_embeds = self.text_encoder.encode(self.class_names).to(device)
+            self._class_embeds = self.encode_text(self.class_names).to(device)
         return self._class_embeds
 
     def sample_text(self, class_ids: Tensor, metas: Sequence[dict]) -> Optional[Tensor]:
@@ -304,7 +333,42 @@ class ClassPromptedSAM(BaseSegmentor):
                                  f"{meta.get('img_path', 'an image')}; add it to PackSegInputs' meta_keys")
             texts.append(str(meta[self.text_key]))
         device = next(self.decode_head.parameters()).device
-        return self.text_encoder.encode(texts).to(device)
+        return self.encode_text(texts).to(device)
+
+    def encode_text(self, names: Sequence[str]) -> Tensor:
+        """(N, D) text features of N names: the guide's t, or the text encoder's."""
+        if self.guide is not None:
+            return self.guide.encode_text(names)
+        return self.text_encoder.encode(names)
+
+    # ---------------------------------------------------------------- guide
+    def guidance(self, inputs: Tensor, img_index: Tensor, text: Optional[Tensor]):
+        """The encoder conditioning of M samples: ``text`` (M, D) as it is, or with a
+        CLIP guide a :class:`CLIPCondition` and the :class:`CLIPGuidance` it came from.
+
+        Returns (cond, guidance or None).
+        """
+        if self.guide is None:
+            return text, None
+        from ..adapters.condition import CLIPCondition
+        g = self.guide(inputs, text, img_index)
+        return CLIPCondition(text=g.text, vision=g.vision, similarity=g.similarity,
+                             grid=g.grid), g
+
+    def _similarity_points(self, sampler: PointSampler, region: Tensor, generator: torch.Generator,
+                           what: str) -> Tensor:
+        """(N, 2) points drawn from a guide's point region (H, W) bool, in input pixels.
+
+        The region always holds the pixels of the most similar CLIP patch, unless the
+        similarity map is undefined (all patch scores equal: min-max divides by 0);
+        then the points are drawn from the whole image, and a warning is logged.
+        """
+        if not region.any():
+            MMLogger.get_current_instance().warning(
+                f'the similarity map of {what} is flat (no region above the threshold): its '
+                'points are drawn from the whole image')
+            region = torch.ones_like(region)
+        return sampler.sample(region, generator, what)
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -482,10 +546,21 @@ class ClassPromptedSAM(BaseSegmentor):
             return {name: zero for name in names}
         img_index, class_ids, points, point_labels, targets = picked
         text = self.sample_text(class_ids, [data_samples[i].metainfo for i in img_index.tolist()])
-        image_embeddings = self.encode_samples(inputs, img_index, text, data_samples)
+        cond, g = self.guidance(inputs, img_index, text)
+        masks = None
+        if g is not None:
+            if self.train_cfg['point_source'] == 'similarity':  # the points the test will see
+                points = torch.stack([self._similarity_points(
+                    self.train_sampler, g.point_region[m, 0], self._rng, f'sample {m}')
+                    for m in range(len(img_index))]).to(points.device)
+            if self.train_cfg['mask_prompt']:
+                masks = g.dense_prompt
+            text = g.text
+        image_embeddings = self.encode_samples(inputs, img_index, cond, data_samples)
         if points.shape[1] == 0:  # prompt-free: no point at all (not one padding point)
             points = point_labels = None
-        logits, iou = self.decode_head(image_embeddings, points, point_labels, None, text)
+        logits, iou = self.decode_head(image_embeddings, points, point_labels, None, text,
+                                       masks=masks)
         return self.decode_head.loss(logits, iou, targets, self.ignore_index)
 
     # ------------------------------------------------------------ inference
@@ -502,6 +577,8 @@ class ClassPromptedSAM(BaseSegmentor):
         # The file name (not its folder) keys the points: the same image gets the
         # same points wherever the dataset lies.
         key = osp.basename(ds.metainfo.get('img_path', ''))
+        if self.test_cfg['point_source'] == 'similarity':  # GT says which classes, not where
+            return present, None
         if self.test_cfg['point_grid'] == 'mask':
             # the authors' way: the class mask resized (nearest) straight to the
             # decoder's grid of the resized image, points drawn on it in input pixels
@@ -559,10 +636,22 @@ class ClassPromptedSAM(BaseSegmentor):
                 text = self.sample_text(cls, [meta] * len(cls))
             else:
                 text = embeds[cls] if embeds is not None else None
+            cond, g = self.guidance(inputs[i:i + 1], torch.zeros_like(cls), text)
             if shared is not None:
-                emb = self.encode_conditioned(shared, torch.zeros_like(cls), text)
+                emb = self.encode_conditioned(shared, torch.zeros_like(cls), cond)
             pts = torch.stack(points[start:start + chunk]).to(inputs.device) if points else None
-            logits, iou = self.decode_head(emb, pts, None, None, text)
+            masks = None
+            if g is not None:
+                if self.test_cfg['point_source'] == 'similarity':
+                    key = osp.basename(meta.get('img_path', ''))
+                    pts = torch.stack([self._similarity_points(
+                        self.test_sampler, g.point_region[j, 0],
+                        self.test_sampler.generator_for(f'{key}:{c}'), f'class {c} of {key}')
+                        for j, c in enumerate(cls.tolist())]).to(inputs.device)
+                if self.test_cfg['mask_prompt']:
+                    masks = g.dense_prompt
+                text = g.text
+            logits, iou = self.decode_head(emb, pts, None, None, text, masks=masks)
             mask, score = self.decode_head.select_mask(logits, iou)
             # the decoder's own grid over the image's valid (unpadded) region
             mh = -(-img_h * mask.shape[-2] // inputs.shape[-2])
