@@ -1,3 +1,4 @@
 # CLIP-Guided SAM, semi-automatic, PASCAL VOC 1-8 (183 images, UniMatch's list), else cgs_voc_1-16.py.
+# Paper (Table 5): 81.7.
 _base_ = ['./cgs_voc_1-16.py']
 train_dataloader = dict(dataset=dict(dataset=dict(published_split='pascal/183')))

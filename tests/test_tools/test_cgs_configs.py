@@ -49,7 +49,9 @@ def cgs_options(cfg, data_root, split=None, val=None):
     opts = tiny_options(cfg, data_root, split, val)
     opts = [o for o in opts if not o.startswith('model.decode_head.text_dims')]
     adapter = cfg.model.backbone.adapter_cfg
-    if isinstance(adapter, dict):
+    if adapter is None:
+        pass
+    elif isinstance(adapter, dict):
         opts += ['model.backbone.adapter_cfg.vision_dims=64']
     else:  # semantic adapters in the last blocks: the tiny encoder's last 2 of 4
         opts = [o for o in opts if not o.startswith('model.backbone.adapter_cfg.')]

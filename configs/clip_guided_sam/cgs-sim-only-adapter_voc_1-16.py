@@ -1,0 +1,4 @@
+# Table 6 (modalities in the semantic adapters): sim only adapter, VOC 1/16 semi-automatic.
+# Paper: 77.5.
+_base_ = ['./cgs_voc_1-16.py']
+model = dict(backbone=dict(adapter_cfg=dict(use_text=False, use_vision=False)))

@@ -1,0 +1,4 @@
+# Table 6 (modalities in the semantic adapters): text vision, VOC 1/16 semi-automatic.
+# Paper: 69.5.
+_base_ = ['./cgs_voc_1-16.py']
+model = dict(backbone=dict(adapter_cfg=dict(use_similarity=False)))

@@ -1,0 +1,3 @@
+# CLIP-Guided SAM, semi-automatic, COCO 1/128 (the published list). Paper (Table 5): 65.8.
+_base_ = ['./cgs_coco_1-512.py']
+train_dataloader = dict(dataset=dict(dataset=dict(published_split='coco/1_128')))
