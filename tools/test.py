@@ -12,7 +12,8 @@ from mmengine.config import DictAction
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='MMSeg test (and eval) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help="checkpoint file, or 'none' to test the model's own "
+                        'initial weights (official SAM / CLIP files; training-free baselines)')
     parser.add_argument(
         '--work-dir',
         help=('if specified, the evaluation metric results will be dumped'
@@ -90,7 +91,9 @@ def main(argv=None):
     if not osp.isfile(args.config):
         print(f'error: config file not found: {args.config}', file=sys.stderr)
         return 2
-    if '://' not in args.checkpoint and not osp.isfile(osp.expanduser(args.checkpoint)):
+    training_free = args.checkpoint.lower() == 'none'
+    if not training_free and '://' not in args.checkpoint and \
+            not osp.isfile(osp.expanduser(args.checkpoint)):
         print(f'error: checkpoint file not found: {args.checkpoint}', file=sys.stderr)
         return 2
 
@@ -113,7 +116,7 @@ def main(argv=None):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None if training_free else args.checkpoint
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -140,6 +143,10 @@ def main(argv=None):
     try:
         with engine.unknown_type_hint(args.config):
             runner = engine.build_runner(cfg)
+            if training_free:  # what training would start from: init_weights() loads the official files
+                from mmengine.model import is_model_wrapper
+                model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+                model.init_weights()
             metrics = runner.test()
         clean = True
         main_process = is_main_process()  # while the process group still exists

@@ -52,7 +52,8 @@ def cgs_options(cfg, data_root, split=None, val=None):
     if adapter is None:
         pass
     elif isinstance(adapter, dict):
-        opts += ['model.backbone.adapter_cfg.vision_dims=64']
+        if adapter.type == 'SemanticAdapter':
+            opts += ['model.backbone.adapter_cfg.vision_dims=64']
     else:  # semantic adapters in the last blocks: the tiny encoder's last 2 of 4
         opts = [o for o in opts if not o.startswith('model.backbone.adapter_cfg.')]
         for i, a in enumerate(adapter):
@@ -114,3 +115,16 @@ def test_voc_config_trains_then_tests_in_semi_automatic_mode(data, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert 0.0 <= float(re.findall(r'classwise/mIoU: ([0-9.]+)', out)[-1]) <= 100.0
+
+
+def test_training_free_baseline_is_evaluated_without_a_checkpoint(data, tmp_path):
+    """tools/test.py CONFIG none tests the model's own initial weights (training-free rows)."""
+    config = 'configs/clip_guided_sam/clipsurgery-sam_modified_voc_1-16.py'
+    opts = cgs_options(Config.fromfile(config), *data['voc'])
+    proc = run_tool(['tools/test.py', config, 'none', '--work-dir', str(tmp_path), '--cfg-options',
+                     *opts])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 0.0 <= float(re.findall(r'classwise/mIoU: ([0-9.]+)', out)[-1]) <= 100.0
+    rep = parameter_report(MODELS.build(Config.fromfile(config).model))
+    assert rep['total'][0] == 0  # nothing trains
