@@ -12,7 +12,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS, MODELS
 from test_datasets.test_pascal_voc import make_voc, unimatch_lines
-from test_engine.tiny_seg import run_tool
+import subprocess
+
+from test_engine.tiny_seg import REPO, free_port, run_tool, tool_env
 from test_tools.test_samptx_paper_configs import S, make_ade, make_coco, make_cod, tiny_options
 
 import mmsamptx  # noqa: F401
@@ -128,3 +130,17 @@ def test_training_free_baseline_is_evaluated_without_a_checkpoint(data, tmp_path
     assert 0.0 <= float(re.findall(r'classwise/mIoU: ([0-9.]+)', out)[-1]) <= 100.0
     rep = parameter_report(MODELS.build(Config.fromfile(config).model))
     assert rep['total'][0] == 0  # nothing trains
+
+
+def test_voc_config_trains_with_two_processes(data, tmp_path):
+    """tools/dist_train.sh with 2 gloo processes, 1 pair each per step (the authors' 2 x 1)."""
+    config = 'configs/clip_guided_sam/cgs_voc_1-16.py'
+    opts = cgs_options(Config.fromfile(config), *data['voc'])
+    env = tool_env()
+    env['PORT'] = str(free_port())
+    work_dir = str(tmp_path / 'dist')
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work_dir,
+                           '--cfg-options', *opts, 'train_dataloader.batch_size=1'],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert open(osp.join(work_dir, 'last_checkpoint')).read().strip().endswith('epoch_1.pth')
