@@ -126,3 +126,30 @@ def test_bad_guide_settings_are_named():
     model = cgs_model()
     with pytest.raises(ValueError, match=r'mask prompts must be \(B, 1, 32, 32\), got \(1, 1, 64, 64\)'):
         model.decode_head(torch.randn(1, 256, 8, 8), masks=torch.zeros(1, 1, 64, 64))
+
+
+def test_deployment_mode_reads_cached_text_features_without_the_text_tower(tmp_path):
+    """Table 1's deployment (SAM + CLIP vision): t exported once, the text tower not built."""
+    model = cgs_model().eval()
+    path = str(tmp_path / 'voc_text.pth')
+    model.guide.export_text_features(model.class_names, path)
+    deployed = cgs_model(guide=dict(type='CLIPSurgeryGuide', model_name='mmsamptx-tiny-clip',
+                                    pretrained=None, clip_size=64, surgery_blocks=1,
+                                    text_features=path)).eval()
+    assert deployed.guide.text_encoder is None
+    n_full = sum(p.numel() for p in model.guide.parameters())
+    n_deployed = sum(p.numel() for p in deployed.guide.parameters())
+    assert n_deployed == sum(p.numel() for p in model.guide.visual.parameters()) < n_full
+    deployed.load_state_dict(model.state_dict(), strict=False)  # the same SAM, adapters and vision
+    x = torch.randn(1, 3, S, S)
+    with torch.no_grad():
+        ref = model.predict(x, [sample(label_map())])[0].pred_class_logits
+        out = deployed.predict(x, [sample(label_map())])[0].pred_class_logits
+    assert torch.allclose(ref, out, atol=1e-5)
+    with pytest.raises(KeyError, match="no text feature for 'zebra'"):
+        deployed.guide.encode_text(['zebra'])
+    missing = cgs_model(guide=dict(type='CLIPSurgeryGuide', model_name='mmsamptx-tiny-clip',
+                                   pretrained=None, clip_size=64, surgery_blocks=1,
+                                   text_features=str(tmp_path / 'nope.pth')))  # built: no file read
+    with pytest.raises(FileNotFoundError, match='nope.pth does not exist'):
+        missing.guide.encode_text(['wall'])

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from mmseg.registry import MODELS
 from ..text_encoders import OpenCLIPTextEncoder
 from ..text_encoders.open_clip_text_encoder import _DropRandomInitNotice
+from ...utils import atomic_torch_save
 
 NORMS = ('tokens', 'channels')
 
@@ -155,6 +156,7 @@ class CLIPSurgeryGuide(BaseModule):
                  finetune_attn_blocks: int = 0,
                  text_cfg: Union[dict, OpenCLIPTextEncoder, None] = None,
                  expected_dims: Optional[int] = None,
+                 text_features: Optional[str] = None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         # The text encoder's checks list the valid names and tags when one is
@@ -163,7 +165,16 @@ class CLIPSurgeryGuide(BaseModule):
         self._pretrained_kind = OpenCLIPTextEncoder._check_pretrained(model_name, pretrained)
         self.model_name = model_name
         self.pretrained = pretrained
-        self.text_encoder = self._build_text_encoder(model_name, pretrained, text_cfg)
+        # Deployment (Table 1 of the paper: SAM + CLIP vision): t of every class read from a file
+        # written by export_text_features(); the text tower is not built at all.
+        self.text_features = None if text_features is None else str(text_features)
+        self._text_table: Optional[dict] = None
+        self.text_encoder = None
+        if self.text_features is None:
+            self.text_encoder = self._build_text_encoder(model_name, pretrained, text_cfg)
+        elif text_cfg is not None:
+            raise ValueError('text_features reads t from a file and builds no text tower: '
+                             'text_cfg is not used with it; remove one of the two')
 
         log_filter = _DropRandomInitNotice()
         logging.getLogger().addFilter(log_filter)
@@ -179,7 +190,7 @@ class CLIPSurgeryGuide(BaseModule):
         self.patch_size = self.visual.patch_size[0]
         self.pretrained_grid = tuple(self.visual.grid_size)
         self.embed_dim = self.visual.proj.shape[1]
-        if self.text_encoder.embed_dim != self.embed_dim:
+        if self.text_encoder is not None and self.text_encoder.embed_dim != self.embed_dim:
             raise ValueError(
                 f'The text encoder gives {self.text_encoder.embed_dim}-d features but the '
                 f'visual tower of {model_name!r} projects to {self.embed_dim}; build both '
@@ -432,8 +443,48 @@ class CLIPSurgeryGuide(BaseModule):
         holds one entry per class whatever the batches look like.
         """
         names = OpenCLIPTextEncoder._check_class_names(class_names)
+        if self.text_encoder is None:
+            return self._lookup_text(names)
         unique = {name: self.text_encoder.encode([name]) for name in dict.fromkeys(names)}
         return torch.cat([unique[name] for name in names]).to(self.visual.proj.device)
+
+    def export_text_features(self, class_names: Sequence[str], path: str) -> str:
+        """Write t of every class name to ``path`` (atomically) for ``text_features=path``.
+
+        The file holds ``{'model_name', 'embed_dim', 'features': {name: (Cc,) float32}}``
+        and loads with ``torch.load(weights_only=True)``. Returns ``path``.
+        """
+        names = OpenCLIPTextEncoder._check_class_names(class_names)
+        with torch.no_grad():
+            feats = self.encode_text(names).float().cpu()
+        table = {name: feats[i].clone() for i, name in enumerate(names)}
+        atomic_torch_save(dict(model_name=self.model_name, embed_dim=self.embed_dim,
+                               features=table), path)
+        return path
+
+    def _lookup_text(self, names: Sequence[str]) -> Tensor:
+        """(M, Cc) rows of the ``text_features`` file; read once, on first use."""
+        if self._text_table is None:
+            path = self.text_features
+            if not osp.isfile(path):
+                raise FileNotFoundError(
+                    f'text_features file {path} does not exist; write it with '
+                    'CLIPSurgeryGuide.export_text_features(class_names, path) on a model '
+                    'with its text tower')
+            data = torch.load(path, map_location='cpu', weights_only=True)
+            if not isinstance(data, dict) or not isinstance(data.get('features'), dict):
+                raise ValueError(f'{path} is not a text-features file of export_text_features()')
+            if data.get('embed_dim') != self.embed_dim:
+                raise ValueError(f'{path} holds {data.get("embed_dim")}-d text features of '
+                                 f'{data.get("model_name")!r}, but {self.model_name!r} projects '
+                                 f'to {self.embed_dim}')
+            self._text_table = data['features']
+        missing = [n for n in dict.fromkeys(names) if n not in self._text_table]
+        if missing:
+            raise KeyError(f'no text feature for {missing[0]!r} in {self.text_features} (it holds '
+                           f'{len(self._text_table)} classes); export it with '
+                           'export_text_features() on a model with its text tower')
+        return torch.stack([self._text_table[n] for n in names]).to(self.visual.proj.device)
 
     # ----------------------------------------------------------------- forward
     def forward(self,
