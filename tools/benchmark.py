@@ -4,19 +4,27 @@ One process builds a config's ClassPromptedSAM ("ours", with the fast paths the
 options switch on: fused SDPA attention, bf16 autocast of the frozen trunk and
 of the mask decoder,
 non-reentrant activation checkpointing, shared patch embedding / early blocks,
-all (image, class) samples of an image as one batch) and a naive reference made
-of ``segment_anything``'s own ``ImageEncoderViT``, ``PromptEncoder`` and
-``MaskDecoder`` with the same weights and the same adapters beside every
-block's MLP (fp32, eager, materialised attention, one encoder pass per
-(image, class) sample, no checkpointing). Before measuring, it checks in fp32
-that both give the same masks and losses on one input, then measures them side
-by side (interleaved) on the same inputs:
+all (image, class) samples of an image as one batch in training, and in chunks
+of at most 2048 tokens at inference) and a naive reference made of
+``segment_anything``'s own ``ImageEncoderViT``, ``PromptEncoder`` and
+``MaskDecoder`` with the same weights and the same adapters, re-implemented in
+this file (SAM-PTx as its authors built it: an adapter on every block's attention
+output with an inner skip, a <- a + s(a + A(a)), and a Parallel-Text adapter
+beside every block's MLP, the text projected to the token width with GELU and
+added to the normalised tokens before the bottleneck), and the head's losses
+(focal or BCE, Dice, soft IoU, IoU MSE) written out plainly; fp32, eager,
+materialised attention, one encoder pass per (image, class) sample, no
+checkpointing. Head text options the reference cannot express
+(``text_injection='decoder'``, ``'decoder_cross_attn'``) are refused by name;
+``'prompt'`` and ``'prompt_encoder'`` are implemented. Before measuring, it
+checks in fp32 that both give the same masks and losses on one input, then
+measures them side by side (interleaved) on the same inputs:
 
   train          training step, images/s (K class samples per image, losses,
                  backward, optimizer step on the trainable parameters)
   train_memory   peak memory of one training step
-  infer_image    inference of one image with its K class prompts, s/image
-  infer_prompt   inference of one (image, class, point) prompt alone, s/prompt
+  infer_image    inference of one image with its K class prompts (N points each), s/image
+  infer_prompt   inference of one (image, class, N points) prompt alone, s/prompt
   infer_memory   peak memory of infer_image
   text150        text-only inference over 150 classes: ours with text adapters in
                  the last k blocks only (earlier blocks shared per image) against
