@@ -15,7 +15,8 @@ from test_datasets.test_pascal_voc import make_voc, unimatch_lines
 import subprocess
 
 from test_engine.tiny_seg import REPO, free_port, run_tool, tool_env
-from test_tools.test_samptx_paper_configs import S, make_ade, make_coco, make_cod, tiny_options
+from test_tools.test_samptx_paper_configs import (S, make_ade, make_coco, make_cod, tiny_options,
+                                                  train_then_test)
 
 import mmsamptx  # noqa: F401
 from mmsamptx.models.utils import parameter_report
@@ -104,18 +105,8 @@ def test_every_config_builds_and_loads_a_training_pair_and_a_test_image(config, 
 
 
 def test_voc_config_trains_then_tests_in_semi_automatic_mode(data, tmp_path):
-    config = 'configs/clip_guided_sam/cgs_voc_1-16.py'
-    opts = cgs_options(Config.fromfile(config), *data['voc'])
-    work_dir = str(tmp_path / 'work')
-    proc = run_tool(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options', *opts])
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    assert 'Epoch(train) [1]' in out
-    ckpt = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
-    proc = run_tool(['tools/test.py', config, ckpt, '--work-dir', str(tmp_path / 'test'),
-                     '--cfg-options', *opts])
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
+    out = train_then_test('configs/clip_guided_sam/cgs_voc_1-16.py', data, tmp_path,
+                          options=cgs_options, dataset='voc')
     assert 0.0 <= float(re.findall(r'classwise/mIoU: ([0-9.]+)', out)[-1]) <= 100.0
 
 

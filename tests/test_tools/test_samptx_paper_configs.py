@@ -151,9 +151,10 @@ def dataset_of(config):
     return 'ade20k' if 'ade20k' in config else 'coco' if 'coco' in config else 'cod'
 
 
-def train_then_test(config, data, tmp_path):
+def train_then_test(config, data, tmp_path, options=tiny_options, dataset=None):
+    """tools/train.py one epoch then tools/test.py of its checkpoint; returns test.py's output."""
     cfg = Config.fromfile(config)
-    opts = tiny_options(cfg, *data[dataset_of(config)])
+    opts = options(cfg, *data[dataset or dataset_of(config)])
     work_dir = str(tmp_path / 'work')
     proc = run_tool(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options', *opts])
     out = proc.stdout + proc.stderr
