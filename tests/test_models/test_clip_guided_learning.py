@@ -41,7 +41,7 @@ On this task it did not show: with this CLIP the two are within about 2
 mIoU points either way (docs/clip_guided_sam.md, "Learning test"), so the
 model trained with GT points is not part of this test.
 
-Measured (ITERS = 200, CPU, seeds 0 and 1): see docs/clip_guided_sam.md,
+Measured (ITERS = 200, CPU, seed 0; the whole file was run once): see docs/clip_guided_sam.md,
 "Learning test". The margins asserted below are the measured gaps less a
 safety margin.
 """
