@@ -153,3 +153,12 @@ def test_deployment_mode_reads_cached_text_features_without_the_text_tower(tmp_p
                                    text_features=str(tmp_path / 'nope.pth')))  # built: no file read
     with pytest.raises(FileNotFoundError, match='nope.pth does not exist'):
         missing.guide.encode_text(['wall'])
+
+
+def test_clip_runs_once_per_image_for_every_class_chunk():
+    model = cgs_model(test_cfg=dict(mode='text', class_chunk=1)).eval()
+    calls = []
+    model.guide.visual.conv1.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.no_grad():
+        out = model.predict(torch.randn(1, 3, S, S), [sample()])[0]
+    assert out.pred_classes.tolist() == [0, 1, 2] and calls == [1]  # 3 chunks, one CLIP pass

@@ -490,7 +490,8 @@ class CLIPSurgeryGuide(BaseModule):
     def forward(self,
                 images: Tensor,
                 text: Union[Tensor, Sequence[str]],
-                img_index: Optional[Tensor] = None) -> CLIPGuidance:
+                img_index: Optional[Tensor] = None,
+                tokens: Optional[Tensor] = None) -> CLIPGuidance:
         """CLIP guidance for M (image, class) samples; E is computed once per image.
 
         Args:
@@ -499,6 +500,8 @@ class CLIPSurgeryGuide(BaseModule):
                 class names.
             img_index: (M,) long, the image of each sample; None means M = B
                 and sample i is image i.
+            tokens: (B, 1+N, Cc) :meth:`encode_image` of ``images`` when the caller
+                already has it (e.g. several class chunks of one image), else None.
 
         Returns:
             CLIPGuidance: see its docstring for the fields and shapes.
@@ -523,7 +526,8 @@ class CLIPSurgeryGuide(BaseModule):
             raise ValueError(f'img_index values must lie in [0, {b}), got '
                              f'[{int(img_index.min())}, {int(img_index.max())}].')
 
-        tokens = self.encode_image(images)  # (B, 1+N, Cc)
+        if tokens is None:
+            tokens = self.encode_image(images)  # (B, 1+N, Cc)
         vision = self.normalize_tokens(tokens)[img_index]  # (M, 1+N, Cc)
         similarity = vision @ text.to(vision.dtype).unsqueeze(-1)  # (M, 1+N, 1)
         sim_map = self.similarity_map(similarity, (height, width))

@@ -342,16 +342,18 @@ class ClassPromptedSAM(BaseSegmentor):
         return self.text_encoder.encode(names)
 
     # ---------------------------------------------------------------- guide
-    def guidance(self, inputs: Tensor, img_index: Tensor, text: Optional[Tensor]):
+    def guidance(self, inputs: Tensor, img_index: Tensor, text: Optional[Tensor],
+                 clip_tokens: Optional[Tensor] = None):
         """The encoder conditioning of M samples: ``text`` (M, D) as it is, or with a
-        CLIP guide a :class:`CLIPCondition` and the :class:`CLIPGuidance` it came from.
+        CLIP guide a :class:`CLIPCondition` and the :class:`CLIPGuidance` it came from
+        (``clip_tokens``: the guide's image tokens of ``inputs`` if already computed).
 
         Returns (cond, guidance or None).
         """
         if self.guide is None:
             return text, None
         from ..adapters.condition import CLIPCondition
-        g = self.guide(inputs, text, img_index)
+        g = self.guide(inputs, text, img_index, tokens=clip_tokens)
         return CLIPCondition(text=g.text, vision=g.vision, similarity=g.similarity,
                              grid=g.grid), g
 
@@ -629,6 +631,8 @@ class ClassPromptedSAM(BaseSegmentor):
             shared, emb = self.encode_shared(inputs[i:i + 1]), None
         else:
             shared, emb = None, self.image_embeddings(inputs[i:i + 1], [ds])
+        # CLIP's image pass too runs once per image, whatever the number of class chunks
+        clip_tokens = self.guide.encode_image(inputs[i:i + 1]) if self.guide is not None else None
         chunk = self.test_cfg['class_chunk']
         for start in range(0, len(classes), chunk):
             cls = torch.tensor(classes[start:start + chunk], device=inputs.device)
@@ -636,7 +640,7 @@ class ClassPromptedSAM(BaseSegmentor):
                 text = self.sample_text(cls, [meta] * len(cls))
             else:
                 text = embeds[cls] if embeds is not None else None
-            cond, g = self.guidance(inputs[i:i + 1], torch.zeros_like(cls), text)
+            cond, g = self.guidance(inputs[i:i + 1], torch.zeros_like(cls), text, clip_tokens)
             if shared is not None:
                 emb = self.encode_conditioned(shared, torch.zeros_like(cls), cond)
             pts = torch.stack(points[start:start + chunk]).to(inputs.device) if points else None
