@@ -518,23 +518,19 @@ class ClassPromptedSAM(BaseSegmentor):
         """(N, 2) points of a class mask (H, W) in its own pixels; with ``grid='mask'``
         drawn on the decoder's S/4 grid (nearest) and returned in input pixels."""
         if grid == 'mask':
-            size = (max(mask.shape[0] // MASK_STRIDE, 1), max(mask.shape[1] // MASK_STRIDE, 1))
-            coarse = resize_label_map(mask.long(), size).bool()
-            return sampler.sample(coarse, generator, what, stride=MASK_STRIDE)
+            return sampler.sample(to_mask_grid(mask), generator, what, stride=MASK_STRIDE)
         return sampler.sample(mask, generator, what)
 
     def _pair_sample(self, gt: Tensor, c: int) -> Optional[Tuple[Tensor, Tensor]]:
         """Points (N, 2) and target (H, W) of the pair (image, class ``c``), or None
         when the class has no pixel left where its points are drawn."""
         mask = gt == c
-        if self.train_cfg['point_grid'] == 'mask':
-            size = (max(gt.shape[0] // MASK_STRIDE, 1), max(gt.shape[1] // MASK_STRIDE, 1))
-            if not resize_label_map(mask.long(), size).any():
-                return None
-        elif not mask.any():
+        on_grid = self.train_cfg['point_grid'] == 'mask'
+        region = to_mask_grid(mask) if on_grid else mask
+        if not region.any():
             return None
-        pts = self._sample_points(self.train_sampler, mask, self._rng, self.train_cfg['point_grid'],
-                                  f'class {c}')
+        pts = self.train_sampler.sample(region, self._rng, f'class {c}',
+                                        stride=MASK_STRIDE if on_grid else 1)
         return pts, self._binary_target(gt, mask)
 
     def loss(self, inputs: Tensor, data_samples: List[SegDataSample]) -> Dict[str, Tensor]:
@@ -584,11 +580,11 @@ class ClassPromptedSAM(BaseSegmentor):
         if self.test_cfg['point_grid'] == 'mask':
             # the authors' way: the class mask resized (nearest) straight to the
             # decoder's grid of the resized image, points drawn on it in input pixels
+            # (nearest keeps label values, so the label map is resized once for all classes)
             img_h, img_w = ds.metainfo.get('img_shape', gt.shape)[:2]
-            size = (max(img_h // MASK_STRIDE, 1), max(img_w // MASK_STRIDE, 1))
-            present = [c for c in present if resize_label_map((gt == c).long(), size).any()]
-            pts = [self.test_sampler.sample(resize_label_map((gt == c).long(), size).bool(),
-                                            self.test_sampler.generator_for(f'{key}:{c}'),
+            coarse = to_mask_grid(gt, (img_h, img_w))
+            present = [c for c in present if (coarse == c).any()]
+            pts = [self.test_sampler.sample(coarse == c, self.test_sampler.generator_for(f'{key}:{c}'),
                                             f'class {c} of {key}', stride=MASK_STRIDE)
                    for c in present]
             return present, pts
@@ -721,6 +717,16 @@ class ClassPromptedSAM(BaseSegmentor):
 
     def _forward(self, inputs: Tensor, data_samples: Optional[List[SegDataSample]] = None) -> Tensor:
         return self.encode_decode(inputs, [])
+
+
+def to_mask_grid(labels: Tensor, input_hw: Optional[Tuple[int, int]] = None) -> Tensor:
+    """A label map or mask (H, W) nearest-resized to SAM's mask grid, a quarter of the
+    input side (``input_hw``, default the map's own size): (H/4, W/4), same dtype."""
+    h, w = input_hw if input_hw is not None else labels.shape[-2:]
+    size = (max(h // MASK_STRIDE, 1), max(w // MASK_STRIDE, 1))
+    if labels.dtype == torch.bool:
+        return resize_label_map(labels.long(), size).bool()
+    return resize_label_map(labels, size)
 
 
 def resize_label_map(labels: Tensor, size: Tuple[int, int]) -> Tensor:
