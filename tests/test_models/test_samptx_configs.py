@@ -59,8 +59,12 @@ def built():
 
     def build(config):
         cfg = Config.fromfile(config)
-        key = repr(cfg.model)
-        if key not in cache:  # configs differing only in data share one model
+        # the class list and the sampling / test settings change no parameter: configs that
+        # differ only there (dataset, split, COD's text key) share one ViT-B build
+        parts = {k: v for k, v in cfg.model.items()
+                 if k not in ('class_names', 'train_cfg', 'test_cfg', 'text_key')}
+        key = repr(sorted(parts.items()))
+        if key not in cache:
             cache[key] = parameter_report(MODELS.build(cfg.model))
         return cfg, cache[key]
     return build

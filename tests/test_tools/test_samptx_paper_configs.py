@@ -139,8 +139,9 @@ def tiny_options(cfg, data_root, split=None, val=None):
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('paper')
-    ade = make_ade(str(root / 'ADEChallengeData2016'))
-    coco = make_coco(str(root / 'coco'))
+    # two training images and one validation image each: the tool runs check the wiring
+    ade = make_ade(str(root / 'ADEChallengeData2016'), n_train=2, n_val=1)
+    coco = make_coco(str(root / 'coco'), n_train=2, n_val=1)
     cod = make_cod(str(root / 'Combined_Camouflaged'))
     return dict(ade20k=(ade, osp.join(ade, 'labeled.txt'), osp.join(ade, 'val.txt')),
                 coco=(coco, osp.join(coco, 'labeled.txt'), osp.join(coco, 'val.txt')),
