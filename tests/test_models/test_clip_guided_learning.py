@@ -17,14 +17,16 @@ random places on a textured wall; the class name says *what*, never *where*.
    by ``CLIPSurgeryGuide`` (``visual.*`` keys) and ``OpenCLIPTextEncoder``
    (text keys). Checked: the held-out similarity map's maximum lies on the
    prompted class.
-2. **Three models**, the demo's tiny SAM (frozen random trunk), trained with
+2. **Two models**, the demo's tiny SAM (frozen random trunk), trained with
    mmengine's Runner for ``ITERS`` iterations each, same schedule and seed:
    CLIP-Guided SAM (semantic + attention adapters, the guide's dense prompt,
    trainable prompt encoder, CLIP frozen) with 5 points drawn from the
    similarity region at training, as at test; SAM-PTx (Parallel-Text +
-   attention adapters, text from the same CLIP's text tower, bare name) with 5
-   GT points, as published; SAM-PTx trained prompt-free (no point; absent
-   classes as empty targets).
+   attention adapters, text from the same CLIP's text tower, bare name) trained
+   prompt-free (no point; absent classes as empty targets): its strongest
+   text-only form here. SAM-PTx trained with 5 GT points as published scored
+   far lower text-only (2.0 against 32.8, measured once) and is left out to
+   keep the suite's time.
 3. **Text-only evaluation** on held-out images, no ground-truth point anywhere.
    CLIP-Guided SAM: ``test_cfg`` ``mode='prompted'``, ``point_source=
    'similarity'``: the ground truth says only which classes the image holds
@@ -32,8 +34,8 @@ random places on a textured wall; the class name says *what*, never *where*.
    SAM-PTx text-only means the class name alone and no point, SAM-PTx's
    ``mode='text'``, scored on the same (image, present class) pairs. Both are
    scored by ``ClassWiseIoUMetric`` (the authors' class-wise mIoU; absent
-   classes are not queried, as in the paper). SAM-PTx is tested in both
-   trainings above, and CLIP-Guided SAM must beat the better one.
+   classes are not queried, as in the paper). CLIP-Guided SAM must beat
+   SAM-PTx by the asserted margin.
 
 Not asserted: the paper's train-test consistency (trained with similarity
 points beats trained with GT points, both tested with similarity points).
@@ -241,8 +243,7 @@ def _results(tmp_path_factory):
     hits, inside, guide = localisation(data_root, clip_path)
     out = dict(localised=hits, region_on_class=inside,
                text_roundtrip=(guide.encode_text(list(COLOUR_CLASSES)) - trained_text).abs().max())
-    runs = dict(cgs_similarity=('cgs', 'similarity'), samptx_gt=('samptx', 'gt'),
-                samptx_prompt_free=('samptx', 'none'))
+    runs = dict(cgs_similarity=('cgs', 'similarity'), samptx_prompt_free=('samptx', 'none'))
     for name, (method, points) in runs.items():
         out[name] = train_and_score(model_cfg(root / name, data_root, clip_path, method, points))
     print({k: (round(float(v), 3)) for k, v in out.items()})
@@ -255,5 +256,4 @@ def test_trained_clip_localises_the_class(results):
 
 
 def test_text_only_cgs_beats_text_only_samptx(results):
-    samptx = max(results['samptx_gt'], results['samptx_prompt_free'])
-    assert results['cgs_similarity'] >= samptx + TEXT_MARGIN, results
+    assert results['cgs_similarity'] >= results['samptx_prompt_free'] + TEXT_MARGIN, results
