@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): setup.py requirements/runtime.txt requirements/tests.txt
+$(STAMP): setup.py requirements/runtime.txt requirements/tests.txt requirements/reference.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools<70' wheel
 	$(PIP) install -q torch==2.11.0 torchvision==0.26.0
@@ -25,6 +25,7 @@ $(STAMP): setup.py requirements/runtime.txt requirements/tests.txt
 		$(PIP) install --no-build-isolation mmcv==2.1.0; \
 	fi
 	$(PIP) install -q --no-build-isolation -e '.[tests]'
+	$(PIP) install -q --no-deps -r requirements/reference.txt
 	@touch $(STAMP)
 
 demo: install
