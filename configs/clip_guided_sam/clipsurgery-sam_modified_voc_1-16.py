@@ -1,6 +1,6 @@
 # Table 3 baseline, training-free: CLIPSurgery + SAM (modified): as the vanilla baseline, plus the
 # binary similarity map as SAM's mask prompt. Evaluate without training:
 #   python tools/test.py configs/clip_guided_sam/clipsurgery-sam_modified_voc_1-16.py none
-# Paper: VOC 48.6, ADE20K 23.4, COCO 28.0.
+# Paper: VOC 48.6.
 _base_ = ['./clipsurgery-sam_vanilla_voc_1-16.py']
 model = dict(train_cfg=dict(mask_prompt=True), test_cfg=dict(mask_prompt=True))

@@ -180,7 +180,10 @@ class CLIPSurgeryGuide(BaseModule):
         logging.getLogger().addFilter(log_filter)
         try:
             clip = open_clip.create_model(
-                model_name, pretrained=None, pretrained_image=False, pretrained_text=False)
+                model_name, pretrained=None, pretrained_image=False, pretrained_text=False,
+                # on torch's current default device, so a build under
+                # `with torch.device('meta')` counts parameters without memory
+                device=torch.empty(()).device)
         finally:
             logging.getLogger().removeFilter(log_filter)
         self.visual = self._check_visual(model_name, clip.visual)

@@ -225,7 +225,10 @@ class OpenCLIPTextEncoder(BaseModule):
         root_logger.addFilter(log_filter)
         try:
             clip = open_clip.create_model(
-                model_name, pretrained=None, pretrained_image=False, pretrained_text=False)
+                model_name, pretrained=None, pretrained_image=False, pretrained_text=False,
+                # on torch's current default device, so a build under
+                # `with torch.device('meta')` counts parameters without memory
+                device=torch.empty(()).device)
         finally:
             root_logger.removeFilter(log_filter)
         # Keep only the text path. Setting the image tower to None also makes

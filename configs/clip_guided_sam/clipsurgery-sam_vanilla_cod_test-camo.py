@@ -1,0 +1,7 @@
+# Table 3 baseline, training-free: CLIPSurgery + SAM (vanilla), the data and test of cgs_cod_test-camo.py: a frozen
+# SAM without adapters prompted with 5 points from CLIPSurgery's similarity map only. Evaluate
+# without training:
+#   python tools/test.py configs/clip_guided_sam/clipsurgery-sam_vanilla_cod_test-camo.py none
+# Paper: CAMO MAE 0.478.
+_base_ = ['./cgs_cod_test-camo.py', '../_base_/models/clipsurgery_sam.py']
+model = {{_base_.clipsurgery_sam_vanilla}}
