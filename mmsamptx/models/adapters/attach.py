@@ -7,8 +7,20 @@ from mmseg.registry import MODELS
 
 #: the adapter slots of a :class:`SAMBlock`: ``'adapter'`` beside the MLP (called on the
 #: normalised post-attention tokens, output added to the MLP's) and ``'attn_adapter'``
-#: beside attention (called on the attention output a, as ``a = a + attn_adapter(a)``).
-ADAPTER_SLOTS = ('adapter', 'attn_adapter')
+#: beside attention (called on the attention output a, as ``a = a + attn_adapter(a)``);
+#: ``'attn.qkv'`` is the attention's fused q/k/v projection itself, wrapped as peft wraps a
+#: target layer: the adapter's ``wrap(layer)`` adopts the layer's weights (same state-dict
+#: keys) and takes its place (LoRA, :class:`LoRAQKV`).
+ADAPTER_SLOTS = ('adapter', 'attn_adapter', 'attn.qkv')
+#: the slots whose adapter wraps an existing layer instead of filling an empty place.
+WRAPPING_SLOTS = ('attn.qkv',)
+
+
+def _slot_taken(block: nn.Module, slot: str) -> bool:
+    """Whether ``slot`` of ``block`` already holds an adapter."""
+    if slot == 'attn.qkv':
+        return hasattr(block.attn.qkv, 'wrap')  # the projection is always there; taken once wrapped
+    return getattr(block, slot) is not None
 
 
 def resolve_blocks(blocks: Optional[Sequence[int]], depth: int) -> List[int]:
@@ -45,7 +57,9 @@ def attach_adapters(encoder: nn.Module, adapter_cfg: Union[dict, Sequence[dict]]
             or a list of such dicts; ``blocks=None`` means every block;
             negative indices count from the end. ``embed_dims`` is filled in
             from the encoder.
-        slot: one of :data:`ADAPTER_SLOTS`.
+        slot: one of :data:`ADAPTER_SLOTS`; an adapter type with a ``wrap``
+            method (:class:`LoRAQKV`) goes in a slot of :data:`WRAPPING_SLOTS`,
+            any other in one of the other slots.
 
     Returns:
         The sorted block indices that received an adapter.
@@ -63,16 +77,25 @@ def attach_adapters(encoder: nn.Module, adapter_cfg: Union[dict, Sequence[dict]]
         cfg = copy.deepcopy(cfg)
         indices = resolve_blocks(cfg.pop('blocks', None), depth)
         name = cfg.get('type')
+        wraps = hasattr(MODELS.get(name) if isinstance(name, str) else name, 'wrap')
+        if wraps != (slot in WRAPPING_SLOTS):
+            raise ValueError(f'adapter type {name!r} cannot go in slot {slot!r}: ' + (
+                f'it wraps a layer, so it goes in one of {WRAPPING_SLOTS}' if wraps else
+                f'slot {slot!r} wraps a layer and needs an adapter with a wrap() method'))
         for i in indices:
             if i in owner:
                 raise ValueError(f'block {i} is given two adapters for slot {slot!r}: {owner[i]!r} and '
                                  f'{name!r}; the entries of an adapter config list must not share blocks')
-            if getattr(encoder.blocks[i], slot) is not None:
+            if _slot_taken(encoder.blocks[i], slot):
                 raise ValueError(f'block {i} already has an adapter in slot {slot!r}')
             owner[i] = name
         cfg.setdefault('embed_dims', encoder.embed_dims)
         plan.append((cfg, indices))
     for cfg, indices in plan:
         for i in indices:
-            setattr(encoder.blocks[i], slot, MODELS.build(cfg))
+            if slot == 'attn.qkv':
+                attn = encoder.blocks[i].attn
+                attn.qkv = MODELS.build(cfg).wrap(attn.qkv)
+            else:
+                setattr(encoder.blocks[i], slot, MODELS.build(cfg))
     return sorted(owner)

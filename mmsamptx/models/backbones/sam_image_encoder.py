@@ -71,7 +71,12 @@ class SAMImageEncoder(BaseModule):
         attn_adapter_cfg: config of an adapter to attach beside the attention of
             blocks (slot ``'attn_adapter'``, same ``blocks`` convention), e.g.
             ``dict(type='AttentionAdapter')`` (SU-SAM's regular adapter); ``None``
-            for none. Both ``None`` is plain SAM.
+            for none. All three ``None`` is plain SAM.
+        qkv_adapter_cfg: config of an adapter that wraps the attention's fused
+            q/k/v projection of blocks (slot ``'attn.qkv'``, same ``blocks``
+            convention), e.g. ``dict(type='LoRAQKV', rank=4, targets=('q', 'v'))``
+            (SAMed's LoRA); SAM's projection weights keep their keys. ``None``
+            for none.
         prompt_cfg: config of visual prompt tokens joining the blocks' token
             sequences, e.g. ``dict(type='EncoderPromptTokens', num_tokens=8,
             depth='deep')`` (PTSAM); ``embed_dims`` and ``num_blocks`` are filled
@@ -105,6 +110,7 @@ class SAMImageEncoder(BaseModule):
                  mlp_ratio: float = 4.0, out_indices: Sequence[int] = (-1,), frozen: bool = True,
                  adapter_cfg: Union[dict, Sequence[dict], None] = None,
                  attn_adapter_cfg: Union[dict, Sequence[dict], None] = None,
+                 qkv_adapter_cfg: Union[dict, Sequence[dict], None] = None,
                  prompt_cfg: Optional[dict] = None,
                  fused_attn: Union[bool, str] = True,
                  with_cp: Union[bool, Sequence[int]] = False, autocast_dtype: Optional[str] = None,
@@ -148,7 +154,9 @@ class SAMImageEncoder(BaseModule):
         # Attached after freezing, so the adapters stay trainable.
         self.adapter_cfg = copy.deepcopy(adapter_cfg)
         self.attn_adapter_cfg = copy.deepcopy(attn_adapter_cfg)
-        for slot, cfg in (('adapter', adapter_cfg), ('attn_adapter', attn_adapter_cfg)):
+        self.qkv_adapter_cfg = copy.deepcopy(qkv_adapter_cfg)
+        for slot, cfg in (('adapter', adapter_cfg), ('attn_adapter', attn_adapter_cfg),
+                          ('attn.qkv', qkv_adapter_cfg)):
             if cfg is not None:
                 from ..adapters import attach_adapters
                 attach_adapters(self, cfg, slot=slot)
@@ -171,8 +179,10 @@ class SAMImageEncoder(BaseModule):
 
     @staticmethod
     def block_adapters(block: nn.Module) -> Tuple[nn.Module, ...]:
-        """The adapters a block carries, in either slot (``attn_adapter``, ``adapter``)."""
-        return tuple(a for a in (block.attn_adapter, block.adapter) if a is not None)
+        """The adapters a block carries, in any slot (``attn.qkv`` when wrapped, ``attn_adapter``,
+        ``adapter``)."""
+        qkv = block.attn.qkv if hasattr(block.attn.qkv, 'wrap') else None
+        return tuple(a for a in (qkv, block.attn_adapter, block.adapter) if a is not None)
 
     @property
     def first_conditioned_block(self) -> Optional[int]:
