@@ -7,31 +7,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
-from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from ..utils import atomic_write
+from .checkpoint import load_trained_checkpoint
+from .text_sam import build_model
 
 
 def init_segmentor(config: Union[str, Config], checkpoint: Optional[str] = None,
-                   device: str = 'cpu', cfg_options: Optional[dict] = None):
-    """Build a :class:`ClassPromptedSAM` from a config and load a trained checkpoint.
+                   device: str = 'cpu', cfg_options: Optional[dict] = None,
+                   allow_partial: bool = False):
+    """Build a :class:`ClassPromptedSAM` from a config (or model-zoo name) and load a
+    trained checkpoint strictly (:func:`~mmsamptx.apis.load_trained_checkpoint`).
 
     Without ``checkpoint`` the model's own ``init_weights()`` runs (official SAM
     and CLIP weights, or random ones for architectures without weights).
     """
-    import mmsamptx  # noqa: F401  (registration, safe loading)
-    cfg = Config.fromfile(config) if isinstance(config, str) else config
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model = MODELS.build(cfg.model)
+    model, cfg = build_model(config, cfg_options)
     if checkpoint is None:
         model.init_weights()
     else:
-        load_checkpoint(model, checkpoint, map_location='cpu')
+        load_trained_checkpoint(model, checkpoint, allow_partial)
     model.cfg = cfg
     return model.to(device).eval()
 
