@@ -50,7 +50,9 @@ EXPECTED = {  # trainable parameters by module, closed form
 
 # ------------------------------------------------------------------ configs
 def test_every_ptsam_config_is_listed():
-    found = [p for p in glob.glob('configs/ptsam/**/*.py', recursive=True)
+    # the per-dataset paper configs (configs/ptsam/<dataset>/) are counted in
+    # tests/test_tools/test_ptsam_dataset_configs.py
+    found = [p for p in glob.glob('configs/ptsam/*.py') + glob.glob('configs/ptsam/demo/*.py')
              if '_base_' not in p and not p.split('/')[-1].startswith('_base')]
     assert sorted(found) == sorted(EXPECTED)
 
@@ -311,7 +313,9 @@ def test_prompted_mode_still_works_with_decoder_tokens():
 def test_prompt_free_misconfigurations_are_named():
     with pytest.raises(ValueError, match="mode='auto' is driven by learned decoder prompt tokens, but "
                                          'decode_head has none'):
-        tiny('configs/ptsam/demo/decoder-ft_demo.py', test_cfg=dict(mode='auto'))
+        tiny('configs/ptsam/demo/decoder-ft_demo.py', test_cfg=dict(mode='auto'),  # frozen: nothing learns
+             decode_head=dict(Config.fromfile('configs/ptsam/demo/decoder-ft_demo.py').model.decode_head,
+                              frozen_decoder=True))
     with pytest.raises(ValueError, match=r'train_cfg.target_classes=\[0, 1\]: without points or text'):
         tiny(train_cfg=dict(num_points=0, target_classes=[0, 1]))
     with pytest.raises(ValueError, match=r'target_classes \[5\] must be non-empty class ids in 0..1'):

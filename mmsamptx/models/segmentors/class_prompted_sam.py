@@ -72,10 +72,11 @@ class ClassPromptedSAM(BaseSegmentor):
         pixel takes the class of highest ``sigmoid(logit) * predicted IoU``.
         No ground truth is read.
       * ``'auto'`` (PTSAM, arXiv 2504.16739): no user prompt; the head's learned
-        decoder prompt tokens (``decode_head.prompt_cfg``, required) drive the
-        decoder for each of ``test_cfg.target_classes`` (default: every class
-        but 0; a model without text takes exactly one, e.g. the foreground of
-        a binary dataset). Each pixel takes the target class of highest
+        decoder prompt tokens (``decode_head.prompt_cfg``) drive the decoder, or,
+        without them, a trained mask decoder's own output tokens (SAMed, arXiv
+        2304.13785: ``frozen_decoder=False``), for each of
+        ``test_cfg.target_classes`` (default: every class but 0; a model
+        without text takes exactly one, e.g. the foreground of a binary dataset). Each pixel takes the target class of highest
         positive logit, else class 0 (the background). No ground truth is read.
 
     Prompt-free training (PTSAM): ``train_cfg.num_points=0`` gives the samples
@@ -255,10 +256,12 @@ class ClassPromptedSAM(BaseSegmentor):
                     'which class is meant, so a prompt-free model without text segments exactly one '
                     'class; set e.g. target_classes=[1] (the foreground of a binary dataset)')
         if self.test_cfg['mode'] == 'auto':
-            if not self.decode_head.has_prompt_tokens:
+            trained_decoder = any(p.requires_grad for p in self.decode_head.mask_decoder.parameters())
+            if not (self.decode_head.has_prompt_tokens or trained_decoder):
                 raise ValueError("test_cfg.mode='auto' is driven by learned decoder prompt tokens, but "
-                                 'decode_head has none: set decode_head.prompt_cfg='
-                                 "dict(type='DecoderPromptTokens', num_tokens=8)")
+                                 'decode_head has none (and a frozen mask decoder): set '
+                                 "decode_head.prompt_cfg=dict(type='DecoderPromptTokens', num_tokens=8), "
+                                 'or train the decoder prompt-free (frozen_decoder=False, SAMed)')
             if 0 in self.target_classes(self.test_cfg):
                 raise ValueError("test_cfg.target_classes must not hold class 0: mode='auto' gives "
                                  'class 0 (the background) to pixels no target class claims')
