@@ -18,6 +18,7 @@ REFER_SPLITS: Dict[Tuple[str, str], Tuple[str, ...]] = OrderedDict([
     (('refcocog', 'google'), ('train', 'val')),
 ])
 DEFAULT_SPLIT_BY = {'refcoco': 'unc', 'refcoco+': 'unc', 'refcocog': 'umd'}
+GROUP_BY = ('sentence', 'image')
 
 
 def load_refer(refer_root: str, dataset: str, split_by: str):
@@ -84,6 +85,14 @@ class RefCOCODataset(BaseSegDataset):
     ``ref_id``, ``sent_id``, ``ann_id`` and ``class_name`` (COCO category). Add
     ``'expression'`` to ``PackSegInputs.meta_keys`` to reach the model.
 
+    With ``group_by='image'`` (EVF-SAM's and LISA's unit: one image with its
+    expressions) there is one data info per image of the split instead, holding
+    every sentence of every ref of that image, in ref order: ``expressions``,
+    ``seg_map_paths`` (each sentence's ref mask), ``ref_ids``, ``ann_ids``,
+    ``sent_ids`` and ``class_names``. :class:`LoadReferringMasks` reads them (and
+    draws up to ``max_expressions`` of them in training);
+    :class:`PackReferringInputs` packs the (E, H, W) masks.
+
     ``refs(*).p`` is read with an unpickler that only accepts builtin types.
 
     Args:
@@ -95,6 +104,8 @@ class RefCOCODataset(BaseSegDataset):
             default unc for refcoco/refcoco+, umd for refcocog.
         mask_dir (str, optional): Mask cache folder.
         data_prefix (dict): ``img_path`` of the COCO train2014 images.
+        group_by (str): ``'sentence'`` (one sample per sentence) or ``'image'``
+            (one sample per image with all its sentences).
     """
 
     METAINFO = dict(classes=('background', 'referred object'),
@@ -108,7 +119,11 @@ class RefCOCODataset(BaseSegDataset):
                  img_suffix: str = '.jpg',
                  seg_map_suffix: str = '.png',
                  data_prefix: dict = dict(img_path='images/train2014'),
+                 group_by: str = 'sentence',
                  **kwargs) -> None:
+        if group_by not in GROUP_BY:
+            raise ValueError(f'group_by must be one of {GROUP_BY}, got {group_by!r}')
+        self.group_by = group_by
         if dataset not in DEFAULT_SPLIT_BY:
             raise ValueError(f'dataset must be one of '
                              f'{sorted(DEFAULT_SPLIT_BY)}, got {dataset!r}')
@@ -172,8 +187,29 @@ class RefCOCODataset(BaseSegDataset):
                         ann_id=ref['ann_id'],
                         image_id=ref['image_id'],
                         class_name=cats.get(ann.get('category_id'), '')))
+        if self.group_by == 'image':
+            data_list = group_sentences_by_image(data_list)
         if not data_list:
             raise ValueError(f'RefCOCODataset is empty: {self.dataset} '
                              f'({self.split_by}) has no ref in split '
                              f'{self.split!r}')
         return data_list
+
+
+def group_sentences_by_image(data_list: List[dict]) -> List[dict]:
+    """Merge one-per-sentence data infos into one per image (first-seen image order)."""
+    per_image: 'OrderedDict[str, dict]' = OrderedDict()
+    for info in data_list:
+        item = per_image.get(info['img_path'])
+        if item is None:
+            item = per_image[info['img_path']] = dict(
+                img_path=info['img_path'], image_id=info['image_id'], label_map=None,
+                reduce_zero_label=False, seg_fields=[], expressions=[], seg_map_paths=[],
+                ref_ids=[], ann_ids=[], sent_ids=[], class_names=[])
+        item['expressions'].append(info['expression'])
+        item['seg_map_paths'].append(info['seg_map_path'])
+        item['ref_ids'].append(info['ref_id'])
+        item['ann_ids'].append(info['ann_id'])
+        item['sent_ids'].append(info['sent_id'])
+        item['class_names'].append(info['class_name'])
+    return list(per_image.values())
