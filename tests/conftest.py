@@ -6,7 +6,8 @@ import torch
 from sam_helpers import build_reference_sam, randomise_zero_inits
 
 # Keep the suite reproducible and light on a 2-core machine.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist (`make test` runs 2 workers), one thread per worker.
+torch.set_num_threads(1 if os.environ.get('PYTEST_XDIST_WORKER') else min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True, scope='session')
