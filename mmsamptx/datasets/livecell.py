@@ -137,10 +137,13 @@ def livecell_images(coco, json_path: str,
 
 def livecell_mask(coco, img_id: int) -> np.ndarray:
     """Union of an image's instances (``COCO.annToMask``); ``(H, W)`` bool."""
+    import warnings
     im = coco.imgs[img_id]
     fg = np.zeros((im['height'], im['width']), bool)
-    for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img_id])):
-        fg |= coco.annToMask(ann) > 0
+    with warnings.catch_warnings():  # numpy 2 copy-keyword notice
+        warnings.simplefilter('ignore', DeprecationWarning)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img_id])):
+            fg |= coco.annToMask(ann) > 0
     return fg
 
 

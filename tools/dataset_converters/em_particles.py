@@ -25,6 +25,9 @@ from mmsamptx.datasets.em_particles import (EMParticlesDataset, EMPS_EXPECTED,
 from mmsamptx.datasets.ptsam_binary import verify_split
 from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
 
+# Images per split that the source publishes (verify checks them; {} = not published).
+EXPECTED = EMPS_EXPECTED
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,7 +65,7 @@ def run(args):
             raise ValueError('--expect needs --split')
         splits = [args.split] if args.split else list(EMParticlesDataset.SPLITS)
         for split in splits:
-            expected = args.expect if args.split else EMPS_EXPECTED.get(split)
+            expected = args.expect if args.split else EXPECTED.get(split)
             rep = verify_split(args.root, split, EMParticlesDataset.IMG_SUFFIX,
                                expected, args.workers)
             print(f'{split}: {rep["num_images"]} pairs, '

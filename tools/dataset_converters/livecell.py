@@ -26,6 +26,9 @@ from mmsamptx.datasets.livecell import (LIVECellDataset, LIVECELL_EXPECTED,
 from mmsamptx.datasets.ptsam_binary import verify_split
 from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
 
+# Images per split that the source publishes (verify checks them; {} = not published).
+EXPECTED = LIVECELL_EXPECTED
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,7 +66,7 @@ def run(args):
             raise ValueError('--expect needs --split')
         splits = [args.split] if args.split else list(LIVECellDataset.SPLITS)
         for split in splits:
-            expected = args.expect if args.split else LIVECELL_EXPECTED.get(split)
+            expected = args.expect if args.split else EXPECTED.get(split)
             rep = verify_split(args.root, split, LIVECellDataset.IMG_SUFFIX,
                                expected, args.workers)
             print(f'{split}: {rep["num_images"]} pairs, '

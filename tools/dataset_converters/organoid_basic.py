@@ -27,6 +27,9 @@ from mmsamptx.datasets.organoid_basic import (OrganoidBasicDataset, ORGANOID_EXP
 from mmsamptx.datasets.ptsam_binary import verify_split
 from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
 
+# Images per split that the source publishes (verify checks them; {} = not published).
+EXPECTED = ORGANOID_EXPECTED
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -64,7 +67,7 @@ def run(args):
             raise ValueError('--expect needs --split')
         splits = [args.split] if args.split else list(OrganoidBasicDataset.SPLITS)
         for split in splits:
-            expected = args.expect if args.split else ORGANOID_EXPECTED.get(split)
+            expected = args.expect if args.split else EXPECTED.get(split)
             rep = verify_split(args.root, split, OrganoidBasicDataset.IMG_SUFFIX,
                                expected, args.workers)
             print(f'{split}: {rep["num_images"]} pairs, '
