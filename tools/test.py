@@ -46,6 +46,11 @@ def parse_args(argv=None):
         default='none',
         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='Test time augmentation')
+    parser.add_argument(
+        '--allow-partial',
+        action='store_true',
+        help="load a checkpoint whose keys differ from the model's (what it lacks comes from "
+        'init_weights(), the official files); by default the checkpoint must fit exactly')
     # torch.distributed.launch / torchrun pass `--local-rank` (torch >= 2.0)
     # or `--local_rank` (older); accept both.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -99,13 +104,20 @@ def main(argv=None):
 
     import mmsamptx  # noqa: F401  (registers the project's components)
     import mmsamptx.engine as engine
+    from mmsamptx.apis.user_errors import USER_ERRORS, report_user_error
     engine.register_safe_globals()
-
     try:
-        cfg = engine.load_config(args.config)
-    except engine.ConfigNotFoundError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return _test(args, training_free)
+    except USER_ERRORS as e:  # a bad checkpoint, data root, image or config: one line
+        return report_user_error(e)
+
+
+def _test(args, training_free):
+    import mmsamptx.engine as engine
+    from mmsamptx.apis.checkpoint import load_trained_checkpoint
+    from mmsamptx.apis.user_errors import check_data_roots
+
+    cfg = engine.load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -116,7 +128,10 @@ def main(argv=None):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
-    cfg.load_from = None if training_free else args.checkpoint
+    # test.py loads the checkpoint itself, strictly (mmengine's load_from is not strict) and
+    # full or adapter-only, through the one loader the API and tools/infer.py use
+    cfg.load_from = None
+    check_data_roots(cfg, ['test_dataloader'], args.config)
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -139,14 +154,17 @@ def main(argv=None):
         return 2
 
     from mmengine.dist import is_main_process
+    from mmengine.model import is_model_wrapper
     clean = False
     try:
         with engine.unknown_type_hint(args.config):
             runner = engine.build_runner(cfg)
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
             if training_free:  # what training would start from: init_weights() loads the official files
-                from mmengine.model import is_model_wrapper
-                model = runner.model.module if is_model_wrapper(runner.model) else runner.model
                 model.init_weights()
+            else:
+                load_trained_checkpoint(model, args.checkpoint, args.allow_partial,
+                                        config_name=osp.splitext(osp.basename(args.config))[0])
             metrics = runner.test()
         clean = True
         main_process = is_main_process()  # while the process group still exists

@@ -62,8 +62,13 @@ def read_checkpoint(path: str) -> dict:
             raise CheckpointError(f'checkpoint file {path} is empty')
         try:
             ckpt = safe_torch_load(local, map_location='cpu', filename=path)
-        except CheckpointSecurityError:
-            raise
+        except CheckpointSecurityError as e:
+            if e.refused_global is not None:
+                raise
+            # no global was refused: the bytes are not a pickle torch can read at all
+            reason = str(e).rsplit('torch: ', 1)[-1]
+            raise CheckpointError(f'checkpoint file {path} cannot be read: it is not a PyTorch '
+                                  f'checkpoint ({reason})') from None
         except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile,
                 UnicodeDecodeError, ValueError, KeyError, AttributeError, ImportError,
                 IndexError, TypeError, OSError) as e:
@@ -164,7 +169,7 @@ def check_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], path: str
         raise CheckpointError(
             f'checkpoint {path} does not fit {config_name or "this model"}: ' + '; '.join(parts)
             + _origin_text(ckpt) + '. Load it anyway with --allow-partial (allow_partial=True): '
-            'the missing weights keep their initial values')
+            'the missing weights then come from init_weights() (the official files)')
     return dict(missing=missing, unexpected=unexpected)
 
 
@@ -183,12 +188,15 @@ def _adapter_module():
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    from mmengine.model import is_model_wrapper
-    return model.module if is_model_wrapper(model) else model
+    """The model inside DDP / mmengine wrappers and a test-time-augmentation model."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
 
 
 def load_trained_checkpoint(model: nn.Module, path: str, allow_partial: bool = False,
-                            config_name: Optional[str] = None) -> dict:
+                            config_name: Optional[str] = None, init_missing: bool = True) -> dict:
     """Load a trained checkpoint (full, or adapter-only) into ``model``.
 
     Args:
@@ -196,9 +204,11 @@ def load_trained_checkpoint(model: nn.Module, path: str, allow_partial: bool = F
         path: a full checkpoint (``state_dict`` + ``meta``, as tools/train.py saves) or an
             adapter-only file; an adapter-only file goes onto the official base weights,
             so ``init_weights()`` runs first.
-        allow_partial: load a full checkpoint whose keys differ from the model's; the
-            missing weights keep what the model holds now (with a warning naming them).
+        allow_partial: load a full checkpoint whose keys differ from the model's (with a
+            warning naming what did not fit).
         config_name: how messages name the model's config.
+        init_missing: with keys missing (``allow_partial``), run ``init_weights()`` first so
+            that they hold the official SAM / CLIP weights, not a random initialisation.
 
     Returns:
         The checkpoint's ``meta`` (empty for an adapter-only file).
@@ -221,11 +231,13 @@ def load_trained_checkpoint(model: nn.Module, path: str, allow_partial: bool = F
     ckpt = read_checkpoint(path)
     state = state_dict_of(ckpt, path)
     report = check_state_dict(model, state, path, ckpt, allow_partial, config_name)
+    if report['missing'] and init_missing:
+        model.init_weights()  # what the checkpoint lacks comes from the official files
     model.load_state_dict(state, strict=False)
     if report['missing'] or report['unexpected']:
         MMLogger.get_current_instance().warning(
             f'partial load of {path} (allow_partial): {len(report["missing"])} missing keys '
-            f'keep their initial values (in {_modules(report["missing"]) or "none"}), '
+            f'keep their initial weights (in {_modules(report["missing"]) or "none"}), '
             f'{len(report["unexpected"])} unexpected keys ignored '
             f'(in {_modules(report["unexpected"]) or "none"})')
     meta = ckpt.get('meta')

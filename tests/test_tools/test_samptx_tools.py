@@ -78,8 +78,9 @@ def test_infer_writes_mask_and_overlay_and_names_bad_points(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     from PIL import Image
     mask = Image.open(tmp_path / 'chelsea_plate_mask.png')
-    overlay = Image.open(tmp_path / 'chelsea_plate_overlay.png')
-    assert mask.size == overlay.size == (451, 300)
+    overlay = Image.open(tmp_path / 'chelsea_overlay.png')
+    assert mask.size == (451, 300)
+    assert overlay.size[1] == 300 and overlay.size[0] > 451  # the legend panel on the right
     assert set(mask.getdata()) <= {0, 255}
     proc = run_tool(['tools/infer.py', image, '--config', CONFIG, '--checkpoint', ckpt,
                      '--text', 'plate', '--points', '500,10', '--out-dir', str(tmp_path)])
