@@ -156,7 +156,10 @@ def save_prediction(pred, image_path, stem, out_dir, rle=False):
 def run(args):
     from tqdm import tqdm
     from mmsamptx.apis import InputError, TextSAM
+    from mmsamptx.apis.images import check_image_file
     images = find_images(args.images)
+    for path in images:  # before the model is built: a bad file fails fast, named
+        check_image_file(path)
     points = (args.points or []) + args.negative_points
     labels = [1] * len(args.points or []) + [0] * len(args.negative_points)
     if (points or args.boxes) and len(images) > 1:

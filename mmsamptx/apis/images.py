@@ -11,6 +11,43 @@ class ImageError(InputError):
     """An image that cannot be read or is not a colour picture."""
 
 
+def _decode(path: str) -> np.ndarray:
+    """Decode a file as mmseg's ``LoadImageFromFile`` does (OpenCV), in RGB; PIL for the
+    formats OpenCV does not read."""
+    import mmcv
+    from PIL import Image
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        img = mmcv.imfrombytes(data, flag='color', channel_order='rgb', backend='cv2')
+    except Exception:  # OpenCV asserts on some malformed input
+        img = None
+    if img is not None:
+        return img
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert('RGB'))
+    except Exception as e:  # PIL raises many types for undecodable bytes
+        raise ImageError(f'image file {path} cannot be decoded as an image '
+                         f'({type(e).__name__}: {" ".join(str(e).split())})') from None
+
+
+def check_image_file(path: str) -> None:
+    """Cheap check before a model is built: the file exists, is not empty, and its header
+    is an image's (the pixels are decoded later, by :func:`load_image`)."""
+    from PIL import Image
+    if not osp.isfile(path):
+        raise ImageError(f'image file not found: {path}')
+    if osp.getsize(path) == 0:
+        raise ImageError(f'image file {path} is empty')
+    try:
+        with Image.open(path):
+            pass
+    except Exception:
+        _decode(path)  # a format only OpenCV reads passes; anything else is named
+
+
 def load_image(image: Any, name: str = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB of ``image``.
 
@@ -29,13 +66,7 @@ def load_image(image: Any, name: str = None) -> np.ndarray:
             raise ImageError(f'image file not found: {path}')
         if osp.getsize(path) == 0:
             raise ImageError(f'image file {path} is empty')
-        try:
-            with Image.open(path) as im:
-                im.load()
-                image = im.convert('RGB')
-        except Exception as e:  # PIL raises many types for undecodable bytes
-            raise ImageError(f'image file {path} cannot be decoded as an image '
-                             f'({type(e).__name__}: {" ".join(str(e).split())})') from None
+        image = _decode(path)
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert('RGB'))
     if not isinstance(image, np.ndarray):
