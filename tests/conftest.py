@@ -8,6 +8,10 @@ from sam_helpers import build_reference_sam, randomise_zero_inits
 # Keep the suite reproducible and light on a 2-core machine.
 # Under pytest-xdist (`make test` runs 2 workers), one thread per worker.
 torch.set_num_threads(1 if os.environ.get('PYTEST_XDIST_WORKER') else min(2, os.cpu_count() or 1))
+# tools/train.py's start-of-training memory probe runs extra training steps: off in the suite
+# (tests/test_tools/test_estimate_memory.py turns it on where it is tested); tool subprocesses
+# inherit it.
+os.environ.setdefault('MMSAMPTX_MEMORY_ESTIMATE', '0')
 
 
 @pytest.fixture(autouse=True, scope='session')
