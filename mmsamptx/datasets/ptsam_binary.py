@@ -38,7 +38,8 @@ def split_dirs(root: str, split: str) -> Tuple[str, str]:
 
 
 def shots_file(root: str, split: str, num_shots: int, seed: int) -> str:
-    """Path of the N-shot list of ``split``: ``<root>/splits/<split>_<N>shot_seed<S>.txt``."""
+    """Path of the N-shot list of ``split``:
+    ``<root>/splits/<split>_<N>shot_seed<S>.txt``."""
     return osp.join(root, 'splits', f'{split}_{num_shots}shot_seed{seed}.txt')
 
 

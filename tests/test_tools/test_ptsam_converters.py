@@ -10,14 +10,11 @@ import importlib.util
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', 'test_datasets'))
-import ptsam_miniatures as pm  # noqa: E402
+from test_datasets import ptsam_miniatures as pm
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..')
 

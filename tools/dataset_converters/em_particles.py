@@ -20,8 +20,8 @@ publishes them. Faults are one ``error:`` line and exit with status 2.
 import argparse
 import sys
 
-from mmsamptx.datasets.em_particles import (EMParticlesDataset, EMPS_EXPECTED,
-                                            convert_emps, download_emps)
+from mmsamptx.datasets.em_particles import EMParticlesDataset, EMPS_EXPECTED
+from mmsamptx.datasets.em_particles import convert_emps, download_emps
 from mmsamptx.datasets.ptsam_binary import verify_split
 from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
 
@@ -35,7 +35,8 @@ def main(argv=None):
     p = sub.add_parser('download', help='fetch + unpack the official files')
     p.add_argument('--out', required=True)
     p = sub.add_parser('convert', help='official layout -> binary layout')
-    p.add_argument('raw', help='the EMPS repository (images/, segmaps/, train.csv, test.csv)')
+    p.add_argument('raw',
+                   help='the EMPS repository (images/, segmaps/, train.csv, test.csv)')
     p.add_argument('--out', required=True)
     p.add_argument('--overwrite', action='store_true')
     p = sub.add_parser('verify', help='check a converted dataset')

@@ -20,8 +20,8 @@ publishes them. Faults are one ``error:`` line and exit with status 2.
 import argparse
 import sys
 
-from mmsamptx.datasets.kvasir_seg import (KvasirSEGDataset, KVASIR_EXPECTED,
-                                          convert_kvasir, download_kvasir)
+from mmsamptx.datasets.kvasir_seg import KvasirSEGDataset, KVASIR_EXPECTED
+from mmsamptx.datasets.kvasir_seg import convert_kvasir, download_kvasir
 from mmsamptx.datasets.ptsam_binary import verify_split
 from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
 

@@ -21,8 +21,8 @@ publishes them. Faults are one ``error:`` line and exit with status 2.
 import argparse
 import sys
 
-from mmsamptx.datasets.livecell import (LIVECellDataset, LIVECELL_EXPECTED,
-                                        convert_livecell, download_livecell)
+from mmsamptx.datasets.livecell import LIVECellDataset, LIVECELL_EXPECTED
+from mmsamptx.datasets.livecell import convert_livecell, download_livecell
 from mmsamptx.datasets.ptsam_binary import verify_split
 from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
 

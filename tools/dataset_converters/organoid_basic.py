@@ -22,8 +22,9 @@ publishes them. Faults are one ``error:`` line and exit with status 2.
 import argparse
 import sys
 
-from mmsamptx.datasets.organoid_basic import (OrganoidBasicDataset, ORGANOID_EXPECTED,
-                                              convert_organoid_basic, download_organoid_basic)
+from mmsamptx.datasets.organoid_basic import OrganoidBasicDataset, ORGANOID_EXPECTED
+from mmsamptx.datasets.organoid_basic import (convert_organoid_basic,
+                                              download_organoid_basic)
 from mmsamptx.datasets.ptsam_binary import verify_split
 from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
 
@@ -37,7 +38,8 @@ def main(argv=None):
     p = sub.add_parser('download', help='fetch + unpack the official files')
     p.add_argument('--out', required=True)
     p = sub.add_parser('convert', help='official layout -> binary layout')
-    p.add_argument('raw', help='the unpacked archive (OrganoidBasic_v20211206 or its parent)')
+    p.add_argument('raw',
+                   help='the unpacked archive (OrganoidBasic_v20211206 or its parent)')
     p.add_argument('--out', required=True)
     p.add_argument('--overwrite', action='store_true')
     p = sub.add_parser('verify', help='check a converted dataset')
