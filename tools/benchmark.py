@@ -91,6 +91,11 @@ HIGHER_IS_BETTER_UNITS = ('images/s',)
 MIB = 1024.0 * 1024.0
 #: --infer-class-chunk auto: class samples per inference pass hold at most this many tokens
 AUTO_CHUNK_TOKENS = 2048
+#: --method: the default config of each method
+METHOD_CONFIGS = {'samptx': 'configs/samptx_ade20k_1-64.py',
+                  'clip_guided_sam': 'configs/clip_guided_sam/cgs_voc_1-16.py'}
+#: the rows of --method clip_guided_sam (see the CLIP-Guided SAM section)
+CGS_ROWS = ('train', 'train_memory', 'text_only')
 
 
 # --------------------------------------------------------------------------- arguments
@@ -113,8 +118,21 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n', 2)[2])
-    parser.add_argument('--config', default=osp.join(REPO, 'configs/samptx_ade20k_1-64.py'),
-                        help='model config (its model dict is built; default: the SAM-PTx headline)')
+    parser.add_argument('--method', default='samptx', choices=tuple(METHOD_CONFIGS),
+                        help="what is compared: 'samptx' (SAM-PTx against segment_anything, rows "
+                             f"{','.join(ALL_ROWS)}) or 'clip_guided_sam' (CLIP-Guided SAM against "
+                             "a reference that computes as its authors' code does, rows "
+                             f"{','.join(CGS_ROWS)})")
+    parser.add_argument('--config', default=None,
+                        help='model config (its model dict is built; default: the method\'s '
+                             'headline, ' + ', '.join(f'{m}: {c}' for m, c in METHOD_CONFIGS.items())
+                             + ')')
+    parser.add_argument('--clip-size', type=int, default=256,
+                        help="clip_guided_sam: side of CLIP's input (the guide's clip_size; the "
+                             'paper: 512 for SAM at 1024, so 256 for SAM at 512)')
+    parser.add_argument('--clip-model', default=None,
+                        help="clip_guided_sam: an open_clip model name instead of the config's "
+                             "(e.g. 'mmsamptx-tiny-clip' for smoke tests)")
     parser.add_argument('--arch', default=None,
                         help="override the encoder arch ('vit_b', 'vit_l', 'vit_h', 'tiny')")
     parser.add_argument('--img-size', type=int, default=512, help='input side in pixels')
@@ -162,10 +180,13 @@ def parse_args(argv=None):
                              "256²: 8), which bounds the activations held at once" % AUTO_CHUNK_TOKENS)
     parser.add_argument('--repeats', type=int, default=2, help='measured repeats of each side')
     parser.add_argument('--warmup', type=int, default=1, help='unmeasured runs of each side first')
-    parser.add_argument('--rows', default=','.join(ALL_ROWS),
-                        help=f'comma-separated rows to measure, of {",".join(ALL_ROWS)}')
+    parser.add_argument('--rows', default=None,
+                        help=f'comma-separated rows to measure (default: all of the method\'s), '
+                             f'samptx: {",".join(ALL_ROWS)}; clip_guided_sam: {",".join(CGS_ROWS)}')
     parser.add_argument('--text-classes', type=int, default=150,
-                        help='text150: vocabulary size (the config\'s classes if it has as many)')
+                        help='text150: vocabulary size (the config\'s classes if it has as many); '
+                             "text_only (clip_guided_sam): at most this many of the config's "
+                             'text-mode classes (VOC: the 20 object classes)')
     parser.add_argument('--text-img-size', type=int, default=None,
                         help='text150: input side (default: --img-size)')
     parser.add_argument('--shared-k', type=int, default=4,
@@ -183,6 +204,10 @@ def parse_args(argv=None):
                              '(one more fresh subprocess per side)')
     parser.add_argument('--memory-repeats', type=int, default=1,
                         help='fresh subprocesses per side for each memory row (median reported)')
+    parser.add_argument('--memory-isolation', default='subprocess', choices=('subprocess', 'inline'),
+                        help="memory rows: each side in a fresh subprocess (default), or 'inline': "
+                             'in this process, one side after the other (quicker, but each side '
+                             'inherits the allocator state of all that ran before; for smoke tests)')
     parser.add_argument('--check-tol', type=float, default=1e-3,
                         help='equivalence check: largest |mask logit difference| / largest |logit|')
     parser.add_argument('--seed', type=int, default=0)
@@ -192,17 +217,23 @@ def parse_args(argv=None):
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)  # "<row>:<ours|ref>"
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.config is None:
+        args.config = osp.join(REPO, METHOD_CONFIGS[args.method])
+    method_rows = CGS_ROWS if args.method == 'clip_guided_sam' else ALL_ROWS
+    if args.rows is None:
+        args.rows = ','.join(method_rows)
     rows = [r.strip() for r in args.rows.split(',') if r.strip()]
-    bad = [r for r in rows if r not in ALL_ROWS]
+    bad = [r for r in rows if r not in method_rows]
     if bad or not rows:
-        parser.error(f'--rows: unknown {bad}; choose from {",".join(ALL_ROWS)}')
+        parser.error(f'--rows: unknown {bad} for --method {args.method}; choose from '
+                     f'{",".join(method_rows)}')
     args.rows = rows
     variants = [v.strip() for v in args.cache_variants.split(',') if v.strip()]
     if not variants or any(v not in CACHE_VARIANTS for v in variants):
         parser.error(f'--cache-variants: choose from {",".join(CACHE_VARIANTS)}, got {args.cache_variants!r}')
     args.cache_variants = variants
     for name in ('img_size', 'batch', 'classes_per_image', 'repeats', 'text_classes', 'shared_k',
-                 'memory_repeats', 'cache_steps'):
+                 'memory_repeats', 'cache_steps', 'clip_size'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1')
     if args.warmup < 0:
@@ -319,6 +350,11 @@ def load_config(args):
     if model.get('type') != 'ClassPromptedSAM':
         raise SystemExit(f'{args.config}: the benchmark needs a ClassPromptedSAM model, '
                          f'got {model.get("type")!r}')
+    if args.method == 'clip_guided_sam':
+        configure_cgs(cfg, args)
+    elif model.get('guide') is not None:
+        raise SystemExit(f'{args.config}: a CLIP-Guided SAM model (model.guide); measure it with '
+                         '--method clip_guided_sam')
     if args.arch is not None:
         from mmsamptx.models.backbones.sam_image_encoder import resolve_arch
         model.backbone.arch = args.arch
@@ -481,11 +517,11 @@ class NaiveReference(nn.Module):
         self.set_text(text)
         return self.decode(self.image_encoder(image), text, points)
 
-    def decode(self, emb, text, points):
-        """emb (1, 256, s, s) of one image -> the sample's logits, iou."""
+    def decode(self, emb, text, points, masks=None):
+        """emb (1, 256, s, s) of one image, masks (1, 1, 4s, 4s) or None -> the sample's logits, iou."""
         pts = None if points is None else (points, torch.ones(points.shape[:2], dtype=torch.long,
                                                               device=points.device))
-        sparse, dense = self.prompt_encoder(points=pts, boxes=None, masks=None)
+        sparse, dense = self.prompt_encoder(points=pts, boxes=None, masks=masks)
         if self.text_proj is not None:
             sparse = torch.cat([sparse, self.text_proj(text)[:, None, :]], dim=1)
         if self.text_prompt_token is not None:
@@ -585,7 +621,8 @@ def build_reference(ours) -> NaiveReference:
     from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder,
                                            TwoWayTransformer)
 
-    from mmsamptx.models.adapters import AttentionAdapter, ParallelAdapter, ParallelTextAdapter
+    from mmsamptx.models.adapters import (AttentionAdapter, ParallelAdapter, ParallelTextAdapter,
+                                          SemanticAdapter)
     bb, head = ours.backbone, ours.decode_head
     blocks = bb.blocks
     if bb.out_indices != [bb.depth - 1]:
@@ -618,6 +655,11 @@ def build_reference(ours) -> NaiveReference:
             encoder.blocks[i].attn = AttnWithAdapter(encoder.blocks[i].attn, naive)
         ad = blk.adapter
         if ad is None:
+            continue
+        if type(ad) is SemanticAdapter and isinstance(ad.act, nn.GELU):  # CLIP-Guided SAM
+            naive = NaiveSemanticAdapter(bb.embed_dims, ad.down.out_features, ad.scale, ad.text_dims,
+                                         ad.vision_dims, ad.use_text, ad.use_vision, ad.use_similarity)
+            encoder.blocks[i].mlp = MLPWithAdapter(encoder.blocks[i].mlp, naive)
             continue
         if type(ad) not in (ParallelAdapter, ParallelTextAdapter) or not isinstance(ad.act, nn.GELU):
             raise ValueError(f'block {i}: no naive reference for adapter {type(ad).__name__}')
@@ -1074,6 +1116,34 @@ def measure_peak(fn, device, report=None, interval=0.1):
         stop.set()
 
 
+def make_sides(args, cfg, device, which=('ours', 'ref')):
+    """The method's two sides: :class:`Sides` (SAM-PTx) or :class:`CGSSides`."""
+    return (CGSSides if args.method == 'clip_guided_sam' else Sides)(args, cfg, device, which)
+
+
+def memory_step(args, cfg, device, row, side):
+    """Build one side only; return the step whose peak memory the row measures."""
+    sides = make_sides(args, cfg, device, which=(side,))
+    return {('train_memory', 'ours'): sides.ours_train_step,
+            ('train_memory', 'ref'): sides.ref_train_step,
+            ('infer_memory', 'ours'): getattr(sides, 'ours_infer', None),
+            ('infer_memory', 'ref'): getattr(sides, 'ref_infer', None)}[(row, side)]
+
+
+def memory_inline(args, cfg, device, row, side, kind):
+    """``--memory-isolation inline``: (peak MiB, out of memory?) of one side, in this process."""
+    fn = memory_step(args, cfg, device, row, side)
+    try:
+        if kind == ':tensors':
+            return profiled_tensor_peak(fn), False
+        return measure_peak(fn, device), False
+    except StepOutOfMemory as e:
+        return e.bound_mib, True
+    finally:
+        del fn
+        _release_free_memory()
+
+
 def run_worker(args, cfg, device):
     """Subprocess: build one side only, measure one step's peak memory, print it as JSON.
 
@@ -1081,11 +1151,7 @@ def run_worker(args, cfg, device):
     ``<row>:<side>:tensors`` the profiler's tensor-allocation peak (CPU).
     """
     row, side, *kind = args.worker.split(':')
-    sides = Sides(args, cfg, device, which=(side,))
-    fn = {('train_memory', 'ours'): sides.ours_train_step,
-          ('train_memory', 'ref'): sides.ref_train_step,
-          ('infer_memory', 'ours'): sides.ours_infer,
-          ('infer_memory', 'ref'): sides.ref_infer}[(row, side)]
+    fn = memory_step(args, cfg, device, row, side)
     what = dict(row=row, side=side, kind=kind[0] if kind else 'primary')
 
     def report(growth):
@@ -1130,7 +1196,7 @@ def worker_peak(proc, row, side):
                        f'{proc.stderr[-3000:]}')
 
 
-def memory_in_subprocesses(args, row, log, kind=''):
+def memory_in_subprocesses(args, row, log, kind='', cfg=None, device=None):
     """Median peak MiB of ours and the reference, each side in fresh subprocesses, alternating;
     and the sides that ran out of memory (their value is then a lower bound)."""
     base = [a for a in args.argv if a]
@@ -1150,9 +1216,13 @@ def memory_in_subprocesses(args, row, log, kind=''):
     bounds = {'ours': [], 'ref': []}
     for r in range(args.memory_repeats):
         for side in (('ref', 'ours') if r % 2 == 0 else ('ours', 'ref')):
-            cmd = [sys.executable, osp.abspath(__file__), *clean, '--worker', f'{row}:{side}{kind}']
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-            peak, out_of_memory = worker_peak(proc, row, side)
+            if args.memory_isolation == 'inline':
+                peak, out_of_memory = memory_inline(args, cfg, device, row, side, kind)
+            else:
+                cmd = [sys.executable, osp.abspath(__file__), *clean, '--worker',
+                       f'{row}:{side}{kind}']
+                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+                peak, out_of_memory = worker_peak(proc, row, side)
             (bounds if out_of_memory else peaks)[side].append(peak)
             log(f'  {side} peak{kind}: ' + (f'OUT OF MEMORY, at least {peak:.1f} MiB'
                                             if out_of_memory else f'{peak:.1f} MiB'))
@@ -1318,6 +1388,368 @@ def cache_row(args, cfg, device, log, variant='decoder'):
     return rows, None
 
 
+# ------------------------------------------------------------------ CLIP-Guided SAM
+# ``--method clip_guided_sam``: CLIP-Guided SAM (arXiv 2605.24807; docs/clip_guided_sam.md) against
+# a naive reference that computes as the authors' code does: for every (image, class) sample a
+# CLIPSurgery vision forward (explicit softmax attention in the surgery blocks), the class text
+# through CLIP's text tower and the empty-prompt feature r through every redundant template,
+# recomputed at every step, then SAM (segment_anything's modules, the semantic adapters written
+# plainly) in float32, eager, one sample at a time.
+#: the reference's text chain is the authors' one; ours' encoder must be configured the same way
+CGS_TEXT_CHAIN = dict(templates=('{}',), ensemble_normalize=False, subtract_redundant=True,
+                      normalize=True)
+
+
+def configure_cgs(cfg, args):
+    """Apply ``--clip-size`` / ``--clip-model`` to the config's guide; no network (random weights).
+
+    A smaller CLIP (e.g. the tests' ``mmsamptx-tiny-clip``) also sets the semantic adapters'
+    input widths to its joint width and caps the surgery / fine-tuned blocks at its depth.
+    """
+    import open_clip
+
+    import mmsamptx.models.text_encoders  # noqa: F401  (registers the tiny CLIP name)
+    guide = cfg.model.get('guide')
+    if guide is None:
+        raise SystemExit(f'{args.config}: --method clip_guided_sam needs a model with a CLIP guide '
+                         '(model.guide), e.g. configs/clip_guided_sam/cgs_voc_1-16.py')
+    guide.pretrained = None
+    guide.clip_size = args.clip_size
+    if args.clip_model is not None:
+        known = open_clip.list_models()
+        if args.clip_model not in known:
+            raise SystemExit(f'--clip-model {args.clip_model!r}: not an open_clip model name '
+                             f'(e.g. {", ".join(known[:5])}, ...)')
+        guide.model_name = args.clip_model
+        numbers = open_clip.get_model_config(args.clip_model)
+        layers = numbers['vision_cfg']['layers']
+        for key in ('surgery_blocks', 'finetune_attn_blocks'):
+            guide[key] = min(int(guide.get(key, 0)), layers)
+        adapters = cfg.model.backbone.get('adapter_cfg')
+        for adapter in (adapters if isinstance(adapters, list) else [adapters]):
+            if adapter is not None and adapter.get('type') == 'SemanticAdapter':
+                adapter.text_dims = adapter.vision_dims = numbers['embed_dim']
+    text_cfg = dict(guide.get('text_cfg') or {})
+    wrong = {k: text_cfg[k] for k in CGS_TEXT_CHAIN if k in text_cfg and text_cfg[k] != CGS_TEXT_CHAIN[k]}
+    if wrong:
+        raise SystemExit(f'{args.config}: guide.text_cfg {wrong} is not the authors\' text chain '
+                         f'{CGS_TEXT_CHAIN}, which the naive reference computes')
+
+
+class NaiveSemanticAdapter(nn.Module):
+    """CLIP-Guided SAM's semantic adapter, plainly: scale * up(gelu(down(h + U_l + T))), with
+    T = gelu(text_proj(t)) and U_l = the CLIP patches of vision_proj(V + s) (CLS dropped)
+    resized bilinearly to the block's grid; ``cond`` = (t, V, s) set as module state."""
+
+    def __init__(self, embed_dims, bottleneck, scale, text_dims, vision_dims, use_text, use_vision,
+                 use_similarity):
+        super().__init__()
+        self.down = nn.Linear(embed_dims, bottleneck)
+        self.up = nn.Linear(bottleneck, embed_dims)
+        self.text_proj = nn.Linear(text_dims, embed_dims) if use_text else None
+        self.vision_proj = nn.Linear(vision_dims, embed_dims) if use_vision or use_similarity else None
+        self.use_vision, self.use_similarity = use_vision, use_similarity
+        self.vision_dims = vision_dims
+        self.scale = scale
+
+    def forward(self, h, cond):
+        text, vision, similarity = cond
+        x = h
+        if self.vision_proj is not None:
+            if self.use_vision:
+                u = vision + similarity if self.use_similarity else vision
+            else:
+                u = similarity.expand(-1, -1, self.vision_dims)
+            u = self.vision_proj(u)[:, 1:]  # (1, N, C), CLS dropped after the projection
+            g = int(round(u.shape[1] ** 0.5))
+            u = u.reshape(u.shape[0], g, g, -1).permute(0, 3, 1, 2)
+            u = F.interpolate(u, size=h.shape[1:3], mode='bilinear', align_corners=False)
+            x = x + u.permute(0, 2, 3, 1)
+        if self.text_proj is not None:
+            x = x + F.gelu(self.text_proj(text))[:, None, None, :]
+        return self.scale * self.up(F.gelu(self.down(x)))
+
+
+class NaiveCLIPSurgery(nn.Module):
+    """The authors' CLIPSurgery image pass, plainly: the open_clip ViT's patch embedding, its
+    positional table interpolated once (written into the model, as their first dummy pass
+    does), its own blocks before the surgery ones, and in the last ``surgery_blocks`` blocks
+    both attentions computed explicitly (softmax(q kᵀ/√d) v and softmax(v vᵀ/√d) v) from the
+    block's in_proj; ln_post and proj on every token. One image per call."""
+
+    def __init__(self, guide):
+        super().__init__()
+        visual = copy.deepcopy(guide.visual)
+        self.conv1, self.ln_pre, self.ln_post = visual.conv1, visual.ln_pre, visual.ln_post
+        self.class_embedding, self.proj = visual.class_embedding, visual.proj
+        self.blocks = visual.transformer.resblocks
+        self.clip_size, self.surgery_blocks = guide.clip_size, guide.surgery_blocks
+        table = visual.positional_embedding.detach()
+        old, new = guide.pretrained_grid, guide.grid
+        if tuple(old) != tuple(new):
+            patches = table[1:].reshape(1, *old, -1).permute(0, 3, 1, 2)
+            patches = F.interpolate(patches, size=tuple(new), mode='bilinear', align_corners=False)
+            table = torch.cat([table[:1], patches.permute(0, 2, 3, 1).reshape(new[0] * new[1], -1)])
+        self.positional_embedding = nn.Parameter(table.clone(), requires_grad=False)
+
+    def forward(self, image):
+        """image (1, 3, H, W), SAM-normalised -> E (1, 1 + N, Cc)."""
+        x = F.interpolate(image, size=(self.clip_size, self.clip_size), mode='bilinear',
+                          align_corners=False)
+        x = self.conv1(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1)
+        x = self.ln_pre(x + self.positional_embedding)
+        first = len(self.blocks) - self.surgery_blocks
+        for block in self.blocks[:first]:
+            x = block(x)
+        x_ori = x_s = x
+        for block in self.blocks[first:]:
+            attn = block.attn
+            b, n, width = x_ori.shape
+            heads = attn.num_heads
+            d = width // heads
+            qkv = F.linear(block.ln_1(x_ori), attn.in_proj_weight, attn.in_proj_bias)
+            q, k, v = (t.reshape(b, n, heads, d).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+            a_ori = ((q @ k.transpose(-2, -1)) * d ** -0.5).softmax(dim=-1)
+            a_s = ((v @ v.transpose(-2, -1)) * d ** -0.5).softmax(dim=-1)
+            o = attn.out_proj((a_ori @ v).transpose(1, 2).reshape(b, n, width))
+            z = attn.out_proj((a_s @ v).transpose(1, 2).reshape(b, n, width))
+            x_s = x_s + block.ls_1(z)
+            x_ori = x_ori + block.ls_1(o)
+            x_ori = x_ori + block.ls_2(block.mlp(block.ln_2(x_ori)))
+        x = torch.cat([x_ori[:, :1], x_s[:, 1:]], dim=1)
+        return self.ln_post(x) @ self.proj
+
+
+class NaiveCLIPText(nn.Module):
+    """The authors' text feature of one class, recomputed at every call: the raw CLIP feature of
+    the bare name (mean over its synonyms, no_grad) minus r, the unit mean of the unit features
+    of the empty string through every redundant template (computed with autograd on, as they
+    do), L2-normalised."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        options = dict(templates=encoder.templates, ensemble_normalize=encoder.ensemble_normalize,
+                       subtract_redundant=encoder.subtract_redundant, normalize=encoder.normalize)
+        if options != CGS_TEXT_CHAIN:
+            raise ValueError(f'the guide\'s text encoder runs {options}; the naive reference '
+                             f'computes the authors\' chain {CGS_TEXT_CHAIN}')
+        self.clip = copy.deepcopy(encoder.clip)
+        self.tokenizer = encoder.tokenizer
+        self.synonyms = dict(encoder.synonyms)
+        self.redundant_prompts = [t.format('') for t in encoder.redundant_templates]
+
+    def encode(self, texts):
+        tokens = self.tokenizer(texts).to(next(self.clip.parameters()).device)
+        return self.clip.encode_text(tokens, normalize=False)
+
+    def forward(self, name):
+        """-> t (1, Cc)."""
+        with torch.no_grad():
+            raw = self.encode(list(self.synonyms.get(name, (name,)))).mean(dim=0, keepdim=True)
+        feats = self.encode(self.redundant_prompts)
+        feats = feats / feats.norm(dim=-1, keepdim=True)
+        r = feats.mean(dim=0, keepdim=True)
+        r = r / r.norm(dim=-1, keepdim=True)
+        t = raw - r
+        return t / t.norm(dim=-1, keepdim=True)
+
+
+class CGSReference(nn.Module):
+    """CLIP-Guided SAM as the authors' code computes one (image, class) sample: CLIP vision and
+    text per sample, similarity, min–max map, points and dense prompt, then SAM."""
+
+    def __init__(self, sam, vision, text, class_names, norm, threshold, num_points):
+        super().__init__()
+        self.sam, self.vision, self.text = sam, vision, text
+        self.class_names = list(class_names)
+        self.norm, self.threshold, self.num_points = norm, threshold, num_points
+
+    def forward_sample(self, image, c, points=None, generator=None):
+        """image (1, 3, H, W), class id c, points (1, N, 2) or None (drawn from the similarity
+        region) -> logits (1, 1, H/4, W/4), iou (1, 1); also the map S (1, 1, H, W)."""
+        h, w = image.shape[-2:]
+        tokens = self.vision(image)  # a CLIP vision forward per sample
+        t = self.text(self.class_names[c])  # r recomputed per sample
+        vision = tokens / tokens.norm(dim=1 if self.norm == 'tokens' else -1, keepdim=True)
+        sim = vision @ t[:, :, None]  # (1, 1 + N, 1)
+        p = sim[:, 1:, 0]
+        p = (p - p.min(dim=1, keepdim=True).values) / (
+            p.max(dim=1, keepdim=True).values - p.min(dim=1, keepdim=True).values)
+        g = int(round(p.shape[1] ** 0.5))
+        smap = F.interpolate(p.reshape(1, 1, g, g), size=(h, w), mode='bilinear', align_corners=False)
+        if points is None:  # uniform with replacement from S > threshold, as (x, y)
+            ys, xs = torch.nonzero(smap[0, 0] > self.threshold, as_tuple=True)
+            j = torch.randint(ys.numel(), (self.num_points,), generator=generator).to(ys.device)
+            points = torch.stack([xs[j], ys[j]], -1).float()[None]
+        dense = (F.interpolate(smap, size=(h // 4, w // 4), mode='bilinear',
+                               align_corners=False) > self.threshold).float() * 255.0
+        self.sam.set_text((t, vision, sim))
+        emb = self.sam.image_encoder(image)
+        logits, iou = self.sam.decode(emb, t, points, masks=dense)
+        return logits, iou, smap
+
+
+def build_cgs_reference(ours) -> CGSReference:
+    """The naive CLIP-Guided SAM with ours' weights: SAM as :func:`build_reference` builds it,
+    CLIP's vision and text towers copied from ours' guide (trainable where ours' are)."""
+    guide = ours.guide
+    if guide.text_encoder is None:
+        raise ValueError('the guide reads its text features from a file (text_features=); the '
+                         'naive reference needs the text tower')
+    sam = build_reference(ours)
+    vision = NaiveCLIPSurgery(guide)
+    text = NaiveCLIPText(guide.text_encoder)
+    ref = CGSReference(sam, vision, text, ours.class_names, guide.norm, guide.threshold,
+                       ours.train_cfg['num_points'])
+    return ref.to(next(ours.parameters()).device)
+
+
+def ours_cgs_encode_decode(model, images, b, cls, pts, text_embeds):
+    """Ours' logits, IoUs and similarity maps of image b's class samples ``cls`` (M,) with the
+    points ``pts`` (M, N, 2): one CLIP image pass, the cached t, all samples as one batch."""
+    index = torch.zeros(len(cls), dtype=torch.long, device=images.device)
+    cond, g = model.guidance(images[b:b + 1], index, text_embeds[cls])
+    emb = model.encode_samples(images[b:b + 1], index, cond)
+    logits, iou = model.decode_head(emb, pts, None, None, g.text, masks=g.dense_prompt)
+    return logits, iou, g.sim_map
+
+
+class CGSSides(Sides):
+    """Ours (a CLIP-Guided SAM config) and the naive reference on shared inputs."""
+
+    def __init__(self, args, cfg, device, which=('ours', 'ref')):
+        self.args, self.device = args, device
+        ours = build_ours(cfg, args, device, args.img_size)
+        ours.test_cfg['class_chunk'] = args.infer_class_chunk
+        self.class_names = ours.class_names
+        self.embeds = ours.class_embeddings()  # ours' t: once per class, cached
+        self.background = ours.train_cfg['background']
+        text_cfg = dict(ours.test_cfg, mode='text')
+        self.text_classes = (ours.target_classes(text_cfg) if text_cfg['target_classes'] is not None
+                             else list(range(len(self.class_names))))[:args.text_classes]
+        ours.test_cfg['target_classes'] = self.text_classes  # what mode 'text' prompts
+        self.ref = build_cgs_reference(ours) if 'ref' in which else None
+        self.ours = ours if 'ours' in which else None
+        del ours
+        self.images, self.samples, self.classes, self.points = make_inputs(
+            args, device, args.img_size, len(self.class_names))
+        self.ref_rng = torch.Generator().manual_seed(args.seed + 2)
+        self.opt = {}
+
+    def ref_train_step(self):
+        ref = self.ref
+        ref.train()
+        opt = self._optimizer('ref', ref)
+        logits, ious = [], []
+        picks = self.naive_picks()
+        for b, c, _, _ in picks:  # semi-automatic: points from the sample's similarity region
+            lg, io, _ = ref.forward_sample(self.images[b:b + 1], c, None, self.ref_rng)
+            logits.append(lg)
+            ious.append(io)
+        losses = ref.sam.loss(torch.cat(logits), torch.cat(ious), torch.stack([t for *_, t in picks]))
+        sum(losses.values()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def ours_text_only(self):
+        """Ours' text-only semantic map of image 0 over the vocabulary (``model.predict``)."""
+        self.ours.eval()
+        mode = self.ours.test_cfg['mode']
+        self.ours.test_cfg['mode'] = 'text'
+        try:
+            return self.ours.predict(self.images[:1])[0].pred_sem_seg.data
+        finally:
+            self.ours.test_cfg['mode'] = mode
+
+    @torch.no_grad()
+    def ref_text_only(self):
+        """The reference's text-only map of image 0: one full sample per class, each pixel the
+        class of highest sigmoid(logit) x predicted IoU."""
+        self.ref.eval()
+        image = self.images[:1]
+        scores = []
+        for c in self.text_classes:
+            logits, iou, _ = self.ref.forward_sample(
+                image, c, None, torch.Generator().manual_seed(self.args.seed + c))
+            mask = F.interpolate(logits[:, :1], size=image.shape[-2:], mode='bilinear',
+                                 align_corners=False)[0, 0]
+            scores.append(mask.sigmoid() * iou[0, 0])
+        best = torch.stack(scores).argmax(dim=0)
+        return torch.tensor(self.text_classes, device=best.device)[best][None]
+
+
+def check_cgs_equivalence(sides, args):
+    """Assert in fp32 that ours and the reference give the same t, similarity maps, masks and
+    losses on one input (2 classes of image 0, the same points on both sides)."""
+    ours, ref, dev = sides.ours, sides.ref, sides.device
+    m = min(2, args.classes_per_image)
+    cls, pts = sides.classes[0][:m].to(dev), sides.points[0][:m].to(dev)
+    ours.eval()
+    ref.eval()
+    with torch.no_grad():
+        with fp32_trunk(ours):
+            o_logits, o_iou, o_map = ours_cgs_encode_decode(ours, sides.images, 0, cls, pts,
+                                                            sides.embeds)
+        outs = [ref.forward_sample(sides.images[:1], c, pts[i:i + 1]) for i, c in enumerate(cls.tolist())]
+        r_logits, r_iou, r_map = (torch.cat([o[j] for o in outs]) for j in range(3))
+        text_diff = max((sides.embeds[c:c + 1] - ref.text(sides.class_names[c])).abs().max().item()
+                        for c in cls.tolist())
+        scale = r_logits.abs().max().item()
+        diff = (o_logits.float() - r_logits).abs().max().item()
+        iou_diff = (o_iou.float() - r_iou).abs().max().item()
+        map_diff = (o_map - r_map).abs().max().item()
+        agree = ((o_logits > 0) == (r_logits > 0)).float().mean().item()
+        gt = sides.samples[0].gt_sem_seg.data[0]
+        ignored = 255 if sides.background == 'ignore' else 0
+        targets = torch.stack([((gt == c).long().masked_fill(gt == 255, ignored))
+                               for c in cls.tolist()])
+        o_loss = ours.decode_head.loss(o_logits, o_iou, targets, ours.ignore_index)
+        r_loss = ref.sam.loss(r_logits, r_iou, targets)
+        if set(o_loss) != set(r_loss):
+            raise AssertionError(f'ours and the reference compute different loss terms: '
+                                 f'{sorted(o_loss)} against {sorted(r_loss)}')
+        loss_diff = max(abs(o_loss[k].item() - r_loss[k].item()) / max(abs(r_loss[k].item()), 1e-6)
+                        for k in r_loss)
+    result = dict(samples=m, rel_logit_diff=diff / max(scale, 1e-12), max_abs_logit=scale,
+                  max_iou_diff=iou_diff, mask_agreement=agree, max_rel_loss_diff=loss_diff,
+                  max_text_diff=text_diff, max_similarity_map_diff=map_diff,
+                  tolerance=args.check_tol, loss_tolerance=args.check_tol / 10)
+    ok = (result['rel_logit_diff'] <= args.check_tol and iou_diff <= args.check_tol * 10
+          and loss_diff <= result['loss_tolerance'] and text_diff <= args.check_tol
+          and map_diff <= args.check_tol)
+    result['passed'] = bool(ok)
+    if not ok:
+        raise AssertionError(f'ours and the reference do not compute the same thing: {result}')
+    return result
+
+
+def cgs_timed_rows(sides, args, device, log, result):
+    """--method clip_guided_sam: the training step and text-only inference rows (timed, interleaved)."""
+    k, chunk = args.classes_per_image, sides.ours.test_cfg['class_chunk']
+    n = len(sides.text_classes)
+    if 'train' in args.rows:
+        log('training step ...')
+        t = interleaved(dict(ours=sides.ours_train_step, ref=sides.ref_train_step), args.warmup,
+                        args.repeats, device, log)
+        result['rows'].append(timed_row(
+            f'training step (batch {args.batch}, K={k} classes/image, {args.points} similarity points)',
+            t, 'images/s', args.batch,
+            'ours: one CLIP image pass per image, t cached, the K samples as one batch; reference: '
+            'a CLIP vision pass, the text tower on the name and on every redundant prompt, and SAM '
+            'per sample'))
+    if 'text_only' in args.rows:
+        log(f'text-only inference over {n} classes ...')
+        t = interleaved(dict(ours=sides.ours_text_only, ref=sides.ref_text_only), args.warmup,
+                        args.repeats, device, log)
+        result['rows'].append(timed_row(
+            f'text-only inference, {n} classes (similarity points + dense prompt)', t, 's/image', 1,
+            f'ours: model.predict in test_cfg.mode=\'text\', one CLIP image pass per image, t cached, '
+            f'class chunks of {chunk}; reference: per class a CLIP vision pass, the text tower on the '
+            'name and every redundant prompt, and SAM'))
+
+
 # ------------------------------------------------------------------------------- main
 def bound_of(oom):
     """What an out-of-memory side makes of a memory row's ratio: its value is a lower bound, so
@@ -1399,25 +1831,38 @@ def main(argv=None):
                                  if device.type == 'cuda' else
                                  'growth of peak RSS (VmHWM reset via /proc/self/clear_refs) above '
                                  'the RSS before the step'),
-                  memory_isolation='each side in its own fresh subprocess')
+                  memory_isolation=('each side in its own fresh subprocess'
+                                    if args.memory_isolation == 'subprocess' else
+                                    'inline: both sides in this process, one after the other'),
+                  method=args.method)
+    if args.method == 'clip_guided_sam':
+        g = cfg.model.guide
+        result['clip'] = dict(model_name=g.model_name, clip_size=g.clip_size,
+                              surgery_blocks=g.get('surgery_blocks', 6), norm=g.get('norm', 'tokens'),
+                              finetune_attn_blocks=g.get('finetune_attn_blocks', 0), dtype='float32')
     rows = args.rows
     # The equivalence check always runs, whatever rows are asked for.
     log('building ours and the reference ...')
-    sides = Sides(args, cfg, device)
+    sides = make_sides(args, cfg, device)
     log('checking that ours (fp32 trunk) and the reference give the same masks and losses ...')
-    result['equivalence'] = check_equivalence(sides, args)
+    result['equivalence'] = (check_cgs_equivalence if args.method == 'clip_guided_sam'
+                             else check_equivalence)(sides, args)
     log(f'  equivalence: {result["equivalence"]}')
     k = args.classes_per_image
-    timed = (  # row, what is logged, its two sides, its name, unit, items per call
-        ('train', 'training step', sides.ours_train_step, sides.ref_train_step,
-         f'training step (batch {args.batch}, K={k} classes/image)', 'images/s', args.batch),
-        ('infer_image', 'inference per image', sides.ours_infer, sides.ref_infer,
-         f'inference per image ({k} class prompts, {args.points} point(s) each)', 's/image',
-         args.batch),
-        ('infer_prompt', 'inference per prompt', functools.partial(sides.ours_infer, single=True),
-         functools.partial(sides.ref_infer, single=True),
-         f'inference per prompt (one image, one class + {args.points} point(s), alone)', 's/prompt',
-         1))
+    if args.method == 'clip_guided_sam':
+        cgs_timed_rows(sides, args, device, log, result)
+        timed = ()
+    else:
+        timed = (  # row, what is logged, its two sides, its name, unit, items per call
+            ('train', 'training step', sides.ours_train_step, sides.ref_train_step,
+             f'training step (batch {args.batch}, K={k} classes/image)', 'images/s', args.batch),
+            ('infer_image', 'inference per image', sides.ours_infer, sides.ref_infer,
+             f'inference per image ({k} class prompts, {args.points} point(s) each)', 's/image',
+             args.batch),
+            ('infer_prompt', 'inference per prompt', functools.partial(sides.ours_infer, single=True),
+             functools.partial(sides.ref_infer, single=True),
+             f'inference per prompt (one image, one class + {args.points} point(s), alone)', 's/prompt',
+             1))
     for row, what, ours_fn, ref_fn, name, unit, per in timed:
         if row in rows:
             log(f'{what} ...')
@@ -1431,7 +1876,7 @@ def main(argv=None):
         if row not in rows:
             continue
         log(f'{row} (fresh subprocess per side) ...')
-        ours_mib, ref_mib, peaks, oom = memory_in_subprocesses(args, row, log)
+        ours_mib, ref_mib, peaks, oom = memory_in_subprocesses(args, row, log, '', cfg, device)
         samples = dict(ours_mib=peaks['ours'], reference_mib=peaks['ref'])
         notes = [out_of_memory_note(oom, device)] if oom else []
         t_oom = set()
@@ -1439,7 +1884,8 @@ def main(argv=None):
             if oom:  # the profiler's run would die the same way, for no new number
                 notes.append('tensor-allocation peak not measured (a side ran out of memory)')
             else:
-                t_ours, t_ref, t_peaks, t_oom = memory_in_subprocesses(args, row, log, ':tensors')
+                t_ours, t_ref, t_peaks, t_oom = memory_in_subprocesses(args, row, log, ':tensors',
+                                                                       cfg, device)
                 samples.update(ours_tensor_mib=t_peaks['ours'], reference_tensor_mib=t_peaks['ref'])
                 notes.append(f'torch.profiler tensor-allocation peak: ours {t_ours:.0f} MiB, '
                              f'reference {"at least " if "ref" in t_oom else ""}{t_ref:.0f} MiB '

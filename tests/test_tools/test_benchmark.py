@@ -309,3 +309,29 @@ def test_inference_class_chunk_keeps_the_masks_and_lowers_the_tensor_peak():
         torch.testing.assert_close(m1, m4, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(s1, s4, rtol=1e-4, atol=1e-5)
     assert peak[1] < 0.6 * peak[4], peak
+
+
+def test_clip_guided_sam_rows_against_the_authors_way(tmp_path):
+    """--method clip_guided_sam (tiny SAM + tiny CLIP, in-process, memory measured inline): the
+    fp32 check passes (t, similarity map, masks, losses), and the training, training-memory and
+    text-only rows each hold a number for ours and for the reference."""
+    tool = load_tool()
+    out = tmp_path / 'cgs.json'
+    assert tool.main(TINY + ['--method', 'clip_guided_sam', '--clip-model', 'mmsamptx-tiny-clip',
+                             '--clip-size', '32', '--classes-per-image', '2', '--text-classes', '2',
+                             '--memory-isolation', 'inline', '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['method'] == 'clip_guided_sam'
+    assert result['config'] == 'configs/clip_guided_sam/cgs_voc_1-16.py'
+    assert result['clip']['model_name'] == 'mmsamptx-tiny-clip' and result['clip']['clip_size'] == 32
+    eq = result['equivalence']
+    assert eq['passed'] and eq['max_text_diff'] <= eq['tolerance']
+    assert eq['max_similarity_map_diff'] <= eq['tolerance'] and eq['max_rel_loss_diff'] <= 1e-5
+    units = [r['unit'] for r in result['rows']]
+    assert units == ['images/s', 's/image', 'MiB']
+    assert 'text-only inference, 2 classes' in result['rows'][1]['name']
+    for row in result['rows']:
+        for key in ('ours', 'reference', 'ratio'):
+            assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, row
+    memory = result['rows'][2]
+    assert memory['ours_tensor_mib'] > 0 and memory['reference_tensor_mib'] > 0
