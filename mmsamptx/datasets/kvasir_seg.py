@@ -1,7 +1,7 @@
 """Kvasir-SEG: colonoscopy polyps, PTSAM's medical dataset.
 
 Source: Jha et al., "Kvasir-SEG: A Segmented Polyp Dataset", MMM 2020;
-datasets.simula.no/kvasir-seg (research and educational use only). The
+datasets.simula.no/kvasir-seg (use under the terms stated there). The
 archive unpacks to::
 
     Kvasir-SEG/images/<id>.jpg   1,000 polyp images, 332x487 to 1920x1072
