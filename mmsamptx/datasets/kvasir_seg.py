@@ -15,14 +15,14 @@ train / val split "for fair model comparison" (github.com/DebeshJha/
 converter thresholds each mask at 128 (grey mean of the channels).
 """
 import os.path as osp
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from mmseg.registry import DATASETS
 
 from .ptsam_binary import (PTSAMBinaryDataset, download_file, extract_zip,
                            image_hw, write_pair)
-from .utils import read_image_checked
+from .utils import read_image_checked, read_split_file
 
 KVASIR_URL = 'https://datasets.simula.no/downloads/kvasir-seg.zip'
 KVASIR_SPLIT_COMMIT = 'd594c08b7f3a1cc40ef878284b5fc29de822bf18'
@@ -66,12 +66,6 @@ def kvasir_split_file(path: str, split: str, split_dir: str = None) -> str:
         'kvasir_seg.py download does) and place it there')
 
 
-def read_kvasir_list(path: str) -> List[str]:
-    """Ids of a split list, one per line (an extension is stripped)."""
-    from .utils import read_split_file
-    return read_split_file(path)
-
-
 def kvasir_mask(mask_path: str, img_path: str) -> np.ndarray:
     """The thresholded mask, checked to have its image's size; ``(H, W)`` bool.
 
@@ -95,7 +89,7 @@ def convert_kvasir(raw: str, out: str, split_dir: str = None,
     counts = {}
     for split in KVASIR_SPLITS:
         lst = kvasir_split_file(raw, split, split_dir)
-        ids = read_kvasir_list(lst)
+        ids = read_split_file(lst)  # one id per line
         for sid in tqdm(ids, desc=f'Kvasir-SEG {split}'):
             img = osp.join(root, 'images', sid + '.jpg')
             mask = osp.join(root, 'masks', sid + '.jpg')

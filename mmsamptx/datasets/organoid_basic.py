@@ -17,8 +17,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 from mmseg.registry import DATASETS
 
-from .ptsam_binary import PTSAMBinaryDataset, extract_zip, download_file, \
-    write_pair
+from .ptsam_binary import (PTSAMBinaryDataset, download_file, extract_zip,
+                           image_hw, write_pair)
 from .utils import list_files, read_image_checked
 
 ORGANOID_URL = ('https://zenodo.org/records/10278229/files/'
@@ -80,8 +80,6 @@ def convert_organoid_basic(raw: str, out: str,
                            overwrite: bool = False) -> Dict[str, int]:
     """Write the converted layout of every official split; return counts."""
     from tqdm import tqdm
-
-    from .ptsam_binary import image_hw
     root = find_organoid_root(raw)
     counts = {}
     for split in ORGANOID_SPLITS:

@@ -200,14 +200,6 @@ def verify_split(root: str, split: str, img_suffix: str,
     return rep
 
 
-def check_expected(counts: dict, expected: dict, root: str) -> None:
-    """Raise ``ValueError`` for the first split whose count differs."""
-    for split, n in expected.items():
-        if n is not None and split in counts and counts[split] != n:
-            raise ValueError(f'split {split!r} of {root} has {counts[split]} '
-                             f'images, the source publishes {n}')
-
-
 @DATASETS.register_module()
 class PTSAMBinaryDataset(BaseSegDataset):
     """One split (or its N-shot list) of a converted PTSAM binary dataset.
@@ -307,5 +299,5 @@ class PTSAMBinaryDataset(BaseSegDataset):
 __all__ = [
     'PTSAMBinaryDataset', 'split_dirs', 'shots_file', 'split_ids',
     'make_shots', 'write_pair', 'copy_file', 'image_hw', 'download_file',
-    'extract_zip', 'verify_split', 'check_expected', 'sha256_file'
+    'extract_zip', 'verify_split', 'sha256_file'
 ]
