@@ -216,6 +216,11 @@ def test_parameter_counts_on_meta():
     assert sum(p.numel() for p in base.parameters()) == beit3_core_count(768, 12) == 220_987_392
     assert large.embed_dims == 1024 and large.max_text_len == 1022 and large.num_vision_tokens == 197
     assert len(large.state_dict()) == 971 and len(base.state_dict()) == 491
+    with torch.device('meta'):
+        lora = BEiT3('large', lora_cfg=dict(r=8, alpha=16, target_modules=['q_proj', 'v_proj']))
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    assert trainable == lora_param_count(24, 1024, 4096, 8, ['q_proj', 'v_proj'], ['A', 'B']) == 1_572_864
+    assert sum(p.numel() for p in lora.parameters()) == 672_702_464 + 1_572_864
 
 
 def test_activation_checkpointing_gives_the_same_gradients(tiny_pair):
