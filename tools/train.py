@@ -36,6 +36,11 @@ def parse_args(argv=None):
         help="NonFiniteLossHook's action for a NaN/Inf loss: stop with an error naming the "
         'iteration and the term, or skip the optimizer step (docs/training.md)')
     parser.add_argument(
+        '--allow-partial',
+        action='store_true',
+        help="start from a load_from checkpoint whose keys differ from the model's (what it "
+        'lacks keeps its init_weights() value); by default the checkpoint must fit exactly')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -59,6 +64,33 @@ def parse_args(argv=None):
     return args
 
 
+def read_start_checkpoint(cfg):
+    """(path, checkpoint) that training will load (load_from, or with --resume the work
+    dir's last checkpoint), read now so that a missing, truncated or non-checkpoint file is
+    one line before anything is built; None when training starts from init_weights()."""
+    from mmengine.runner import find_latest_checkpoint
+    from mmsamptx.apis.checkpoint import read_checkpoint
+    path = cfg.get('load_from')
+    if cfg.get('resume') and path is None:
+        path = find_latest_checkpoint(cfg.work_dir)
+    if not path or '://' in str(path):
+        return None
+    return path, read_checkpoint(path)
+
+
+def check_start_checkpoint(runner, start, args):
+    """Refuse, as one line, a start checkpoint whose keys do not fit the built model
+    (mmengine's load_from and resume load non-strictly) unless --allow-partial."""
+    if start is None:
+        return
+    from mmengine.model import is_model_wrapper
+    from mmsamptx.apis.checkpoint import check_state_dict, state_dict_of
+    path, ckpt = start
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    check_state_dict(model, state_dict_of(ckpt, path), path, ckpt, args.allow_partial,
+                     osp.splitext(osp.basename(args.config))[0])
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.config):
@@ -71,11 +103,21 @@ def main(argv=None):
     import mmsamptx.engine as engine
     engine.register_safe_globals()
 
+    from mmsamptx.apis.user_errors import USER_ERRORS, report_user_error
     try:
-        cfg = engine.load_config(args.config)
-    except engine.ConfigNotFoundError as e:
+        return _train(args)
+    except USER_ERRORS as e:  # a bad checkpoint, data root or config: one line
+        return report_user_error(e)
+    except engine.CheckpointSecurityError as e:  # the start checkpoint asks for code
         print(f'error: {e}', file=sys.stderr)
-        return 2
+        return 1
+
+
+def _train(args):
+    import mmsamptx.engine as engine
+    from mmsamptx.apis.user_errors import check_data_roots
+
+    cfg = engine.load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -110,16 +152,24 @@ def main(argv=None):
         engine.configure_nonfinite(cfg, args.nonfinite_loss)
 
     engine.upgrade_checkpoint_hook(cfg)
+    check_data_roots(cfg, ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else []),
+                     args.config)
+    start = read_start_checkpoint(cfg)
     try:
         engine.adapt_to_device(cfg, args.launcher)
     except RuntimeError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
 
+    # the predicted peak memory of a training step and whether it fits (tools/estimate_memory.py)
+    from mmsamptx.apis.memory import log_training_memory
+    log_training_memory(cfg, args.config)
     clean = False
     try:
         with engine.unknown_type_hint(args.config):
             runner = engine.build_runner(cfg)
+            check_start_checkpoint(runner, start, args)
+            start = None  # mmengine reads the file again when it loads it
             runner.train()
         clean = True
     except engine.BadSampleError as e:
