@@ -15,7 +15,6 @@ The converter decodes every instance with pycocotools and writes their union
 as the foreground. Images are 8-bit grey TIFFs of 704x520.
 """
 import json
-import os
 import os.path as osp
 from typing import Dict, List, Tuple
 
@@ -136,15 +135,23 @@ def livecell_images(coco, json_path: str,
 
 
 def livecell_mask(coco, img_id: int) -> np.ndarray:
-    """Union of an image's instances (``COCO.annToMask``); ``(H, W)`` bool."""
+    """Union of an image's instances; ``(H, W)`` bool.
+
+    Each annotation becomes an RLE (``COCO.annToRLE``: polygons, RLE or
+    uncompressed RLE); pycocotools merges them and decodes once, instead of
+    one full-size mask per cell (LIVECell images hold hundreds of cells).
+    """
     import warnings
+
+    from pycocotools import mask as mask_utils
     im = coco.imgs[img_id]
-    fg = np.zeros((im['height'], im['width']), bool)
+    rles = [coco.annToRLE(a)
+            for a in coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))]
+    if not rles:
+        return np.zeros((im['height'], im['width']), bool)
     with warnings.catch_warnings():  # numpy 2 copy-keyword notice
         warnings.simplefilter('ignore', DeprecationWarning)
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img_id])):
-            fg |= coco.annToMask(ann) > 0
-    return fg
+        return mask_utils.decode(mask_utils.merge(rles, intersect=False)) > 0
 
 
 def convert_livecell(raw: str, out: str, splits=LIVECELL_SPLITS,
@@ -179,7 +186,6 @@ def download_livecell(out_dir: str) -> str:
         archive = download_file(LIVECELL_IMAGES_URL,
                                 osp.join(out_dir, 'images.zip'))
         extract_zip(archive, out_dir)
-    os.makedirs(out_dir, exist_ok=True)
     return out_dir
 
 

@@ -98,9 +98,9 @@ LIVECELL_DIRS = dict(train='livecell_train_val_images',
 def make_livecell_raw(root, counts=None, seed=2, per_cell_type=False):
     """``root/images/livecell_{train_val,test}_images/<name>.tif`` (8-bit
     grey) and ``root/annotations/LIVECell/livecell_coco_<split>.json`` with
-    one rectangle polygon per cell. The val file keeps its annotations as a
-    dict keyed by id, the others as a COCO list. ``per_cell_type`` puts each
-    image in a ``<cell type>/`` subfolder."""
+    one rectangle polygon per cell (the last test image has none). The val
+    file keeps its annotations as a dict keyed by id, the others as a COCO
+    list. ``per_cell_type`` puts each image in a ``<cell type>/`` subfolder."""
     rng = np.random.default_rng(seed)
     expected = {}
     ann_id = 1
@@ -118,7 +118,8 @@ def make_livecell_raw(root, counts=None, seed=2, per_cell_type=False):
             img_id = 1000 * (len(expected) + 1)
             images.append(dict(id=img_id, file_name=name, height=h, width=w))
             fg = np.zeros((h, w), bool)
-            for x0, y0, x1, y1 in _boxes(rng, h, w, 3):
+            cells = 0 if (split, i) == ('test', n - 1) else 3  # one empty
+            for x0, y0, x1, y1 in _boxes(rng, h, w, cells):
                 fg[y0:y1, x0:x1] = True
                 poly = [x0, y0, x1, y0, x1, y1, x0, y1]
                 anns.append(dict(id=ann_id, image_id=img_id, category_id=1,

@@ -79,7 +79,8 @@ def test_convert_gives_exact_masks_and_verify_passes(name, tmp_path, capsys):
     assert tool.main(['verify', out]) == 0
     printed = capsys.readouterr().out
     for split, n in counts.items():
-        assert f'{split}: {n} pairs' in printed
+        empty = sum(not expected[k].any() for k in expected if k[0] == split)
+        assert f'{split}: {n} pairs, {empty} with an empty mask' in printed
     split = sorted(counts)[0]
     err = run_error(tool, ['verify', out, '--split', split, '--expect',
                            str(counts[split] + 1)], capsys)
