@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 WHEELS ?= ../shared/wheels
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean web
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ $(STAMP): setup.py requirements/runtime.txt requirements/tests.txt requirements/
 
 demo: install
 	$(PY) tools/demo.py
+
+# The web demo (gradio) on http://127.0.0.1:7860 serving the model `make demo` trains (trained
+# first if absent); `python tools/web_demo.py CONFIG CHECKPOINT` serves another.
+web: install
+	$(PY) tools/web_demo.py
 
 test: install
 	$(PY) -m pytest -q tests
