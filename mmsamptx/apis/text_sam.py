@@ -136,7 +136,12 @@ class TextSAM:
             return self.class_names
         guide = getattr(self.model, 'guide', None)
         if guide is not None and getattr(guide, 'text_encoder', True) is None:
-            return None if guide._text_table is None else list(guide._text_table)
+            # deployment mode: the text features exported once are all the names it knows
+            path = guide.text_features
+            if not osp.isfile(path):
+                raise InputError(f'text_features file {path} of {self.name} does not exist')
+            table = torch.load(path, map_location='cpu', weights_only=True).get('features', {})
+            return list(table)
         return None
 
     # ------------------------------------------------------------------- predict
@@ -232,8 +237,9 @@ class TextSAM:
         if vocab is not None:
             unknown = [t for t in texts if t not in vocab]
             if unknown:
+                plural = 'es' if len(vocab) != 1 else ''
                 raise InputError(f'unknown class {unknown[0]!r}: {self.name} has a closed vocabulary '
-                                 f'of {len(vocab)} classes ({_short_list(vocab)})')
+                                 f'of {len(vocab)} class{plural} ({_short_list(vocab)})')
         if self.reads_text:
             if any(s.text is None for s in slots):
                 raise InputError(f'this model ({self.name}) is prompted by class names: pass '
