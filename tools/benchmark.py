@@ -1623,7 +1623,8 @@ class CGSSides(Sides):
         ours = build_ours(cfg, args, device, args.img_size)
         ours.test_cfg['class_chunk'] = args.infer_class_chunk
         self.class_names = ours.class_names
-        self.embeds = ours.class_embeddings()  # ours' t: once per class, cached
+        # ours' t: once per class, cached (a reference-only process needs none)
+        self.embeds = ours.class_embeddings() if 'ours' in which else None
         self.background = ours.train_cfg['background']
         text_cfg = dict(ours.test_cfg, mode='text')
         self.text_classes = (ours.target_classes(text_cfg) if text_cfg['target_classes'] is not None
