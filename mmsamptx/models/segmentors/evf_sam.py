@@ -19,6 +19,12 @@ BEIT3_MEAN = 0.5
 BEIT3_STD = 0.5
 
 
+def _input_error(message: str) -> ValueError:
+    """A user error the tools print as one line (:class:`mmsamptx.apis.errors.InputError`)."""
+    from ...apis.errors import InputError  # here: the apis package imports the models
+    return InputError(message)
+
+
 def beit3_view(image: Tensor, size: int) -> Tensor:
     """RGB uint8 (3, H, W) -> (3, size, size): [0, 1], bicubic resize of the tensor without
     antialiasing (torchvision's tensor ``Resize(antialias=None)``, cubic coefficient -0.75), then
@@ -76,8 +82,9 @@ class EVFSAM(BaseSegmentor):
         fusion_encoder: ``dict(type='BEiT3', arch='large', ...)``.
         projector: ``dict(type='EVFPromptProjector')``; ``in_dims`` and ``out_dims``
             are filled in from the two encoders.
-        tokenizer: :class:`BEiT3Tokenizer` arguments (the sentencepiece file, its
-            added tokens); the file is read on first use, never while building.
+        tokenizer: :class:`BEiT3Tokenizer` arguments (``model_file``: the sentencepiece
+            file or its URL; ``added_tokens``); the file is read on first use, never
+            while building.
         checkpoint: a released EVF-SAM file (``pytorch_model.bin`` or
             ``model.safetensors``), a local path or a URL (downloaded once into the torch
             hub cache), loaded exactly in :meth:`init_weights` instead of the components'
@@ -141,19 +148,16 @@ class EVFSAM(BaseSegmentor):
     def tokenize(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor]:
         """Expressions -> ids (E, L) and padding mask (E, L) on the model's device.
 
-        Raises ValueError naming an empty expression or one longer than the BEiT-3
-        position table (its index, its start and its length).
+        Raises ValueError naming an empty expression (and its index) or one longer than
+        BEiT-3's text position table (``fusion_encoder.max_text_len`` tokens).
         """
         for i, t in enumerate(texts):
             if not isinstance(t, str) or not t.strip():
-                raise ValueError(f'expression {i} is empty ({t!r}); give each object a description')
-        ids, pad = self.tokenizer(list(texts))
-        limit = self.fusion_encoder.max_text_len
-        if ids.shape[1] > limit:
-            lengths = (~pad.bool()).sum(1)
-            i = int(lengths.argmax())
-            raise ValueError(f'expression {i} ({texts[i][:40]!r}...) has {int(lengths[i])} tokens, more '
-                             f'than the {limit} that BEiT-3\'s text position table holds')
+                raise _input_error(f'expression {i} is empty ({t!r}); give each object a description')
+        try:
+            ids, pad = self.tokenizer(list(texts), max_length=self.fusion_encoder.max_text_len)
+        except ValueError as e:
+            raise _input_error(str(e)) from e
         device = self.projector.layers[0].weight.device
         return ids.to(device), pad.to(device)
 

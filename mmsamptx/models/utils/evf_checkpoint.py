@@ -47,10 +47,16 @@ SAM2_MARKERS = ('sam_prompt_encoder.', 'sam_mask_decoder.', 'image_encoder.trunk
                 'memory_encoder.', 'memory_attention.', 'maskmem_tpos_enc')
 
 
+def _error(message: str) -> ValueError:
+    """A user error the tools print as one line (:class:`mmsamptx.apis.errors.InputError`)."""
+    from ...apis.errors import InputError  # here: the apis package imports the models
+    return InputError(message)
+
+
 def release_url(name: str, file: str = 'weights') -> str:
     """The download URL of a release's file (``'weights'``, ``'sentencepiece.bpe.model'`` ...)."""
     if name not in EVF_SAM_RELEASES:
-        raise ValueError(f'unknown EVF-SAM release {name!r}; valid: {", ".join(EVF_SAM_RELEASES)}')
+        raise _error(f'unknown EVF-SAM release {name!r}; valid: {", ".join(EVF_SAM_RELEASES)}')
     info = EVF_SAM_RELEASES[name]
     return HF_RESOLVE.format(repo=info['repo'], file=info.get(file, file))
 
@@ -108,11 +114,11 @@ def read_evf_state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
                     raise
                 state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise RuntimeError(f'could not read EVF-SAM checkpoint {path!r}: {type(e).__name__}: {e}') from e
+        raise _error(f'could not read EVF-SAM checkpoint {path!r}: {type(e).__name__}: {e}') from e
     if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
         state = state['state_dict']
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f'{path!r} is not an EVF-SAM checkpoint (a mapping of names to tensors)')
+        raise _error(f'{path!r} is not an EVF-SAM checkpoint (a mapping of names to tensors)')
     return state
 
 
@@ -139,7 +145,7 @@ def our_key_to_evf(key: str) -> str:
                          ('projector.layers.', PROJECTOR_PREFIX)):
         if key.startswith(ours):
             return theirs + key[len(ours):]
-    raise ValueError(f'{key!r} is not a key of an EVF-SAM part')
+    raise _error(f'{key!r} is not a key of an EVF-SAM part')
 
 
 def check_sam_generation(state: Dict[str, torch.Tensor], model: nn.Module, source: str) -> None:
@@ -150,12 +156,12 @@ def check_sam_generation(state: Dict[str, torch.Tensor], model: nn.Module, sourc
                       and k[len(VISUAL_PREFIX):].startswith(SAM2_MARKERS)), None)
     kind = type(model.visual_model).__name__
     if file_sam2 is not None and not model_is_sam2:
-        raise ValueError(
+        raise _error(
             f'{source} is an EVF-SAM2 checkpoint (SAM-2 visual keys, e.g. {file_sam2!r}), but this '
             f"model's visual model is {kind} (SAM-1, ViT): load an EVF-SAM release "
             f'({", ".join(EVF_SAM_RELEASES)}) or build the model with a SAM-2 visual model')
     if model_is_sam2 and file_sam2 is None and any(k.startswith(VISUAL_PREFIX) for k in state):
-        raise ValueError(f'{source} is an EVF-SAM (SAM-1) checkpoint, but this model\'s visual model '
+        raise _error(f'{source} is an EVF-SAM (SAM-1) checkpoint, but this model\'s visual model '
                          f'is {kind} (SAM-2)')
 
 
@@ -165,14 +171,14 @@ def _copy_exact(module: nn.Module, part: Dict[str, torch.Tensor], source: str, w
     own = module.state_dict()
     for key, value in part.items():
         if key not in own:
-            raise ValueError(f'{source}: key {evf_name(key)!r} has no counterpart in {what} '
+            raise _error(f'{source}: key {evf_name(key)!r} has no counterpart in {what} '
                              f'({type(module).__name__}); is the file of another model or arch?')
         if own[key].shape != value.shape:
-            raise ValueError(f'{source}: key {evf_name(key)!r} has shape {tuple(value.shape)} in the '
+            raise _error(f'{source}: key {evf_name(key)!r} has shape {tuple(value.shape)} in the '
                              f'file but {tuple(own[key].shape)} in {what}; check the arch')
     missing = [k for k in own if k not in part]
     if missing:
-        raise ValueError(f'{source} lacks {len(missing)} key(s) of {what}, first '
+        raise _error(f'{source} lacks {len(missing)} key(s) of {what}, first '
                          f'{evf_name(missing[0])!r}')
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in part.items()}, strict=True)
 
@@ -192,7 +198,7 @@ def load_evf_checkpoint(model: nn.Module, checkpoint: str,
     check_sam_generation(state, model, source)
     unknown = next((k for k in state if evf_key_to_ours(k) is None), None)
     if unknown is not None:
-        raise ValueError(f'{source}: key {unknown!r} belongs to no EVF-SAM part (expected the '
+        raise _error(f'{source}: key {unknown!r} belongs to no EVF-SAM part (expected the '
                          f'prefixes {VISUAL_PREFIX!r}, {BEIT3_PREFIX!r}, {PROJECTOR_PREFIX!r})')
     parts = {'visual_model.': {}, 'fusion_encoder.': {}, 'projector.layers.': {}}
     for key, value in state.items():
@@ -203,10 +209,13 @@ def load_evf_checkpoint(model: nn.Module, checkpoint: str,
                 break
     for prefix, part in parts.items():
         if not part:
-            raise ValueError(f'{source} has no keys of {prefix.rstrip(".")} (file prefix '
+            raise _error(f'{source} has no keys of {prefix.rstrip(".")} (file prefix '
                              f'{our_key_to_evf(prefix + "x")[:-1]!r}); is it an EVF-SAM checkpoint?')
     _copy_exact(model.visual_model, parts['visual_model.'], source, 'visual_model',
                 lambda k: our_key_to_evf('visual_model.' + k))
     _copy_exact(model.projector.layers, parts['projector.layers.'], source, 'projector',
                 lambda k: PROJECTOR_PREFIX + k)
-    load_beit3_weights(model.fusion_encoder, parts['fusion_encoder.'], source, prefix=BEIT3_PREFIX)
+    try:
+        load_beit3_weights(model.fusion_encoder, parts['fusion_encoder.'], source, prefix=BEIT3_PREFIX)
+    except ValueError as e:
+        raise _error(str(e)) from e
