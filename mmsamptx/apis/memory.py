@@ -172,6 +172,25 @@ class MemoryEstimate:
 
 
 @contextlib.contextmanager
+def _quiet():
+    """Silence the probe's build logs (e.g. one line per frozen parameter from the optimiser
+    constructor) and the warnings of modules run at random weights on purpose."""
+    import logging
+    import warnings
+
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _rng_kept():
     """Leave python's, numpy's and torch's (CPU and CUDA) random states as they were."""
     py, npy = random.getstate(), np.random.get_state()
@@ -293,7 +312,7 @@ def estimate_training_memory(cfg, device: Optional[str] = None, measure: bool = 
     model_cfg = _without_disk_caches(cfg.model)
     if model_cfg.get('embedding_cache') is not None:
         model_cfg.embedding_cache = None  # the first epoch fills a cache: it runs the encoder
-    with _rng_kept():
+    with _rng_kept(), _quiet():
         model = MODELS.build(model_cfg).to(dev).train()
         maker = _BatchMaker(cfg, model)
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
