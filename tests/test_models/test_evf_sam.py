@@ -295,7 +295,7 @@ def test_bad_input_is_named(spm_file, model):
         model.predict_expressions(img, ['the red square', '  '])
     with pytest.raises(ValueError, match=r"expression 0 is empty \(''\)"):
         model.predict_expressions(img, [''])
-    long = 'the red square ' * 4
+    long = 'the red square ' * 12
     assert model.fusion_encoder.max_text_len == 38
     with pytest.raises(ValueError, match=r"more than the 38 that BEiT-3's position table holds"):
         model.predict_expressions(img, ['the red square', long])
