@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ['build_demo', 'ui_modes', 'run_prediction', 'MODE_LABELS']
+__all__ = ['build_demo', 'ui_modes', 'run_prediction', 'draw_points', 'MODE_LABELS']
 
 #: The prompt choices the page offers, by what the model takes (:attr:`TextSAM.modes`).
 MODE_LABELS = {
@@ -85,6 +85,18 @@ def run_prediction(model, image: Optional[np.ndarray], mode: str, text: str,
     return pred.overlay(), rows, status
 
 
+def draw_points(image: np.ndarray, points: Sequence[Tuple[float, float, int]]) -> np.ndarray:
+    """A copy of ``image`` (H, W, 3) with the clicked points: green positive, red negative."""
+    import cv2
+    out = np.ascontiguousarray(np.asarray(image)[..., :3]).copy()
+    r = max(3, min(out.shape[:2]) // 60)
+    for x, y, label in points:
+        centre = (int(round(x)), int(round(y)))
+        cv2.circle(out, centre, r + 1, (0, 0, 0), -1)
+        cv2.circle(out, centre, r, (0, 220, 0) if label else (230, 30, 30), -1)
+    return out
+
+
 def _points_text(points) -> str:
     if not points:
         return 'No points (click the image to add one).'
@@ -101,30 +113,37 @@ def build_demo(model, title: Optional[str] = None):
     if vocab is not None:
         hint = f'one or more of: {", ".join(vocab[:20])}' + (' ...' if len(vocab) > 20 else '')
 
-    def predict(image, mode_label, text, points):
+    def predict(image, original, mode_label, text, points):
         mode = next(k for k, v in MODE_LABELS.items() if v == mode_label)
-        try:
-            return run_prediction(model, image, mode, text, points)
+        try:  # the picture as uploaded, without the drawn points
+            return run_prediction(model, image if original is None else original, mode, text,
+                                  points)
         except InputError as e:
             raise gr.Error(str(e)) from None
 
-    def add_point(points, kind, evt: gr.SelectData):
+    def on_upload(img):
+        return img, [], _points_text([])
+
+    def add_point(img, original, points, kind, evt: gr.SelectData):
+        original = img if original is None else original
         x, y = evt.index[:2]
         points = list(points) + [(float(x), float(y), 1 if kind == 'positive' else 0)]
-        return points, _points_text(points)
+        return draw_points(original, points), original, points, _points_text(points)
 
-    def clear_points():
-        return [], _points_text([])
+    def clear_points(original):
+        return original, [], _points_text([])
 
     with gr.Blocks(title=title or f'mmsamptx: {model.name}') as demo:
         gr.Markdown(f'## {title or model.name}\nUpload an image, name what to segment '
                     '(several names: comma-separated), or click the image to add points, '
                     'then press **Segment**.')
         points = gr.State([])
+        original = gr.State(None)  # the uploaded picture; the shown one carries the points
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type='numpy', label='Image (click to add points)',
-                                 sources=['upload', 'clipboard'], elem_id='input-image')
+                image = gr.Image(type='numpy', format='png', label='Image (click to add points)',
+                                 sources=['upload', 'clipboard'], height=320,
+                                 elem_id='input-image')
                 mode = gr.Radio([MODE_LABELS[m] for m in modes], value=MODE_LABELS[modes[0]],
                                 label='Prompt', elem_id='mode')
                 text = gr.Textbox(label='Expression' if modes == ['expression']
@@ -138,14 +157,17 @@ def build_demo(model, title: Optional[str] = None):
                 run = gr.Button('Segment', variant='primary', elem_id='run')
             with gr.Column():
                 output = gr.Image(type='numpy', format='png', label='Overlay', interactive=False,
-                                  elem_id='output-image')
+                                  height=320, elem_id='output-image')
                 scores = gr.Dataframe(headers=['label', 'score (predicted IoU)', 'area %'],
                                       label='Per-class scores', interactive=False,
                                       elem_id='scores')
                 status = gr.Markdown(elem_id='status')
-        image.select(add_point, [points, kind], [points, points_md])
-        image.upload(clear_points, None, [points, points_md])
-        clear.click(clear_points, None, [points, points_md])
-        run.click(predict, [image, mode, text, points], [output, scores, status])
-        text.submit(predict, [image, mode, text, points], [output, scores, status])
+        image.select(add_point, [image, original, points, kind],
+                     [image, original, points, points_md])
+        image.upload(on_upload, [image], [original, points, points_md])
+        image.clear(lambda: (None, [], _points_text([])), None, [original, points, points_md])
+        clear.click(clear_points, [original], [image, points, points_md])
+        inputs = [image, original, mode, text, points]
+        run.click(predict, inputs, [output, scores, status])
+        text.submit(predict, inputs, [output, scores, status])
     return demo

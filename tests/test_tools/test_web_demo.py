@@ -53,7 +53,7 @@ def model():
 def test_ui_modes_and_prediction_rows(model):
     """What the page offers for this model, and what one click of Segment computes."""
     from mmsamptx.apis import InputError
-    from mmsamptx.apis.web_demo import run_prediction, ui_modes
+    from mmsamptx.apis.web_demo import draw_points, run_prediction, ui_modes
     assert model.modes[0] == 'text' and ui_modes(model) == ['text', 'text+points']
     img = _picture()
     overlay, rows, status = run_prediction(model, img, 'text', 'plate, tray', [])
@@ -68,6 +68,9 @@ def test_ui_modes_and_prediction_rows(model):
         run_prediction(model, None, 'text', 'plate', [])
     overlay, rows, _ = run_prediction(model, img, 'text+points', 'plate', [(50.0, 60.0, 1)])
     assert len(rows) == 1 and overlay.shape[0] == 128
+    marked = draw_points(img, [(50.0, 60.0, 1), (90.0, 20.0, 0)])
+    assert tuple(marked[60, 50]) == (0, 220, 0) and tuple(marked[20, 90]) == (230, 30, 30)
+    assert (marked[100:, :] == img[100:, :]).all() and marked is not img
 
 
 def test_page_in_headless_chromium(model, tmp_path):
@@ -107,7 +110,8 @@ def test_page_in_headless_chromium(model, tmp_path):
             (By.CSS_SELECTOR, '#input-image input[type=file]')))
         upload.send_keys(str(path))
         shown = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, '#input-image img')))
-        # a click on the image adds a point prompt (listed under the image)
+        # a click on the image adds a point prompt (drawn on it and listed under it); the
+        # model still receives the picture as uploaded
         ActionChains(driver).move_to_element_with_offset(shown, -10, -5).click().perform()
         wait.until(ec.text_to_be_present_in_element((By.ID, 'points'), 'Points: ('))
         box = driver.find_element(By.CSS_SELECTOR, '#texts textarea, #texts input')
