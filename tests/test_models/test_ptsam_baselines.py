@@ -169,3 +169,108 @@ def test_lora_errors_are_named():
     attach_adapters(enc, lora_cfg(blocks=[1]), slot='attn.qkv')
     with pytest.raises(ValueError, match="block 1 already has an adapter in slot 'attn.qkv'"):
         attach_adapters(enc, lora_cfg(blocks=[1]), slot='attn.qkv')
+
+
+# ---------------------------------------------------------------- learning
+SIZE = 128        # image side of the generated task (tiny arch: an 8 x 8 token grid)
+ITERS = 120       # training iterations of 4 images, each method
+# Measured once each at 128 px (seed 0, loaded 2-core CPU): 120 iterations: PTSAM 24.5 -> 46.9,
+# decoder fine-tuning 84.0, SAMed-style LoRA + decoder 24.1 -> 85.0; 150 iterations: 22.4 -> 44.0,
+# 86.5, 22.2 -> 87.9. The margins leave room for the seed and the thread count.
+PTSAM_GAIN = 12.0  # Dice points PTSAM must gain over its untrained tokens
+PTSAM_GAP = 50.0   # Dice points PTSAM may trail decoder fine-tuning on a random tiny SAM (see below)
+LORA_GAIN = 40.0   # Dice points the SAMed-style model must gain over its untrained start
+
+
+def tie_mask_upscaling(model):
+    """Tie the taps of the random decoder's transposed-conv upscaling (as test_ptsam.py explains)."""
+    with torch.no_grad():
+        for m in model.decode_head.mask_decoder.output_upscaling:
+            if isinstance(m, torch.nn.ConvTranspose2d):
+                m.weight.copy_(m.weight.mean((2, 3), keepdim=True).expand_as(m.weight))
+
+
+def demo_runner(method, root, work_dir):
+    """A Runner of the tiny microscopy config for ``method``, trained prompt-free, tested 'auto'."""
+    from mmengine.runner import Runner
+    cfg = Config.fromfile('configs/ptsam/demo/ptsam-decoder_demo.py')  # Dice-only, prompt-free
+    cfg.work_dir = work_dir
+    m = cfg.model
+    m.data_preprocessor.size = m.data_preprocessor.test_cfg.size = (SIZE, SIZE)
+    m.backbone.img_size = m.decode_head.image_size = SIZE
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = root
+    for loader in ('val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.pipeline[1].scale = (SIZE, SIZE)
+    if method != 'ptsam':  # the SAMed recipe: the decoder itself trains, no prompt tokens
+        m.decode_head.frozen_decoder = False
+        m.decode_head.prompt_cfg = None
+        cfg.optim_wrapper.optimizer.update(lr=1e-3, weight_decay=0.01)
+    if method == 'samed-lora':
+        m.backbone.qkv_adapter_cfg = dict(type='LoRAQKV', rank=4, targets=('q', 'v'))
+        m.embedding_cache = None
+    cfg.train_cfg.max_iters = ITERS
+    cfg.train_cfg.val_interval = ITERS + 1
+    cfg.param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=0,
+                                end=ITERS)]
+    cfg.default_hooks.logger.interval = 1000
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
+    cfg.default_hooks.pop('visualization')
+    cfg.log_level = 'WARNING'
+    return Runner.from_cfg(cfg)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Held-out Dice of the three methods, each trained from the same frozen random tiny SAM."""
+    from mmsamptx.demo import make_microscopy
+    tmp = tmp_path_factory.mktemp('ptsam_baselines')
+    root = make_microscopy(str(tmp / 'microscopy'), num_images=32, size=SIZE)  # 16 shots, 16 held out
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small ops: one thread is as fast, and far faster on a busy machine
+    out, sam = {}, None
+    try:
+        for method in ('ptsam', 'decoder-ft', 'samed-lora'):
+            runner = demo_runner(method, root, str(tmp / method))
+            model = runner.model
+            if sam is None:
+                tie_mask_upscaling(model)
+                sam = {k: v.clone() for k, v in model.state_dict().items() if 'prompt_tokens' not in k}
+            else:  # the same SAM weights for every method
+                missing = model.load_state_dict(sam, strict=False).missing_keys
+                assert all('lora_' in k for k in missing), missing
+            count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            before = runner.test()['Dice'] if method != 'decoder-ft' else None
+            runner.train()
+            lora_b = [b.weight.detach().clone() for blk in model.backbone.blocks
+                      if isinstance(blk.attn.qkv, LoRAQKV) for b in blk.attn.qkv.lora_B.values()]
+            out[method] = dict(count=count, before=before, after=runner.test()['Dice'], lora_b=lora_b)
+    finally:
+        torch.set_num_threads(threads)
+        MMLogger.get_current_instance().setLevel(logging.INFO)
+    return out
+
+
+def test_ptsam_reaches_decoder_fine_tuning_within_a_margin(trained):
+    """2,048 prompt parameters against 2.48 M decoder weights, both prompt-free, same 16 shots.
+
+    On a *random* tiny SAM the decoder has no segmentation prior for tokens to
+    steer (SA-1B's SAM has one, which is what the paper's "on par" rests on),
+    so the gap here is wide (about 37 to 43 points); the margin bounds it, and
+    PTSAM must still learn. Making the tiny SAM a point-prompted generalist
+    first (prompted pre-training on a disjoint generated pool) was tried: on
+    the semantic target it already solved the task prompt-free (88 Dice before
+    any method trained), on per-cell targets it did not train in 150
+    iterations, so neither is used.
+    """
+    ptsam, ft = trained['ptsam'], trained['decoder-ft']
+    assert ptsam['count'] == 2048 and ft['count'] > 1000 * ptsam['count']
+    assert ptsam['after'] >= ptsam['before'] + PTSAM_GAIN, ptsam
+    assert ptsam['after'] >= ft['after'] - PTSAM_GAP, (ptsam, ft)
+
+
+def test_samed_lora_baseline_trains(trained):
+    lora, ft = trained['samed-lora'], trained['decoder-ft']
+    assert lora['count'] == ft['count'] + lora_qkv_param_count(C, 4, 2, 4)
+    assert lora['after'] >= lora['before'] + LORA_GAIN, lora
+    assert all(b.abs().sum() > 0 for b in lora['lora_b'])        # every LoRA B left zero
