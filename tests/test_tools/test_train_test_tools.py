@@ -86,7 +86,9 @@ def test_unknown_type_names_the_type_and_suggests_custom_imports(config, tmp_pat
     assert proc.returncode != 0
     assert "unknown type 'FCNHeadTypo'" in proc.stderr
     assert 'custom_imports' in proc.stderr
-    assert 'KeyError' in proc.stderr or 'UnknownTypeError' in proc.stderr
+    # a typo in the config is a user error: one line, exit 2, no traceback
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith('error: ')]) == 1
 
 
 # --------------------------------------------------------------------------------------
