@@ -132,3 +132,27 @@ def test_page_in_headless_chromium(model, tmp_path):
     assert shown_out.shape[0] == img.shape[0] and shown_out.shape[1] > img.shape[1]  # + legend
     assert (shown_out[:, :img.shape[1]] != img).any()  # the mask is drawn on the picture
     assert osp.getsize(SCREENSHOT) > 10_000
+
+
+def load_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('web_demo_tool', osp.join(REPO, 'tools/web_demo.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_cli_builds_the_page_finds_the_demo_checkpoint_and_names_errors(capsys, tmp_path):
+    import gradio as gr
+    tool = load_tool()
+    assert isinstance(tool.main([CONFIG], launch=False), gr.Blocks)
+    missing = tmp_path / 'missing.pth'
+    assert tool.main([CONFIG, str(missing)], launch=False) == 2
+    assert capsys.readouterr().err == f'error: checkpoint not found: {missing}\n'
+    # with no arguments: the checkpoint `make demo` wrote (no training when it is there)
+    run_dir = tmp_path / tool.DEMO_RUN_DIR
+    run_dir.mkdir(parents=True)
+    (run_dir / 'last_checkpoint').write_text(str(run_dir / 'iter_300.pth'))
+    assert tool.demo_checkpoint(str(tmp_path)) == str(run_dir / 'iter_300.pth')
+    (run_dir / 'last_checkpoint').write_text('work_dirs/demo/samptx/iter_300.pth')
+    assert tool.demo_checkpoint(str(tmp_path)) == str(tmp_path / 'work_dirs/demo/samptx/iter_300.pth')
