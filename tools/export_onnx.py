@@ -11,7 +11,7 @@ import sys
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help="the model's config ('-': the one the checkpoint stores)")
+    parser.add_argument('config', help="the model's config file or model-zoo name")
     parser.add_argument('checkpoint', help="full or adapter-only checkpoint, or 'none' for the "
                         "config's own initial weights")
     parser.add_argument('--out-dir', required=True, help='folder for the .onnx files')
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from mmsamptx.apis.onnx_export import export_onnx
     try:
-        info = export_onnx(None if args.config == '-' else args.config, args.checkpoint,
+        info = export_onnx(args.config, args.checkpoint,
                            args.out_dir, verify=not args.no_verify)
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)

@@ -196,23 +196,15 @@ def load_adapter_checkpoint(model: nn.Module, path: str) -> None:
 # ------------------------------------------------------------------------- export
 def _load_full_checkpoint(path: str) -> dict:
     """A full checkpoint's dict (``weights_only=True``), any read failure as one-line ValueError."""
-    if not osp.isfile(path):
-        raise ValueError(f'checkpoint file not found: {path}')
-    if is_adapter_checkpoint(path):
+    if osp.isfile(path) and is_adapter_checkpoint(path):
         raise ValueError(f'{path} is already an adapter-only checkpoint')
-    from mmsamptx.engine.safe_load import safe_torch_load
-    try:
-        ckpt = safe_torch_load(path, map_location='cpu', filename=path)
-    except Exception as e:  # torch raises many types for a torn or foreign file
-        reason = ' '.join(str(e).split())[:300]
-        raise ValueError(f'{path} is not a readable checkpoint ({type(e).__name__}: {reason})') from None
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{path} is not a checkpoint (a {type(ckpt).__name__}, not a dict)')
-    return ckpt
+    from .checkpoint import read_checkpoint  # CheckpointError is a ValueError
+    return read_checkpoint(path)
 
 
 def _resolve_config(config, ckpt: dict, path: str):
-    """(Config, text, name) from ``config`` (a path or Config) or the checkpoint's ``meta.cfg``."""
+    """(Config, text, name) from ``config`` (a path, model-zoo name or Config) or the
+    checkpoint's ``meta.cfg``."""
     from mmengine.config import Config
     if config is None:
         text = (ckpt.get('meta') or {}).get('cfg')
@@ -222,9 +214,8 @@ def _resolve_config(config, ckpt: dict, path: str):
         return Config.fromstring(text, '.py'), text, osp.basename(path)
     if isinstance(config, Config):
         return config, config.pretty_text, osp.basename(config.filename or 'config')
-    config = os.fspath(config)
-    if not osp.isfile(config):
-        raise ValueError(f'config file not found: {config}')
+    from .model_zoo import resolve_config  # a file or a model-zoo name; InputError is a ValueError
+    config = resolve_config(os.fspath(config))
     cfg = Config.fromfile(config)
     return cfg, cfg.pretty_text, osp.basename(config)
 
@@ -244,8 +235,8 @@ def export_adapters(checkpoint: str, out: str, config=None) -> dict:
     Args:
         checkpoint: a full checkpoint (``tools/train.py``'s, or a bare state dict).
         out: the ``.safetensors`` file to write (atomically).
-        config: the config it was trained with (path or ``Config``); default the
-            checkpoint's own ``meta.cfg``.
+        config: the config it was trained with (path, model-zoo name or ``Config``);
+            default the checkpoint's own ``meta.cfg``.
 
     Returns:
         ``dict(out, full_bytes, adapter_bytes, trained_tensors, trained_params,

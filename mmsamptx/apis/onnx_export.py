@@ -48,9 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .adapter_checkpoint import (_load_full_checkpoint, _resolve_config, build_model,
-                                 is_adapter_checkpoint, load_adapter_checkpoint,
-                                 read_adapter_checkpoint)
+from .adapter_checkpoint import _resolve_config, build_model
 
 ONNX_OPSET = 17
 DECODER_INPUTS = ('image_embeddings', 'point_coords', 'point_labels', 'mask_input',
@@ -153,51 +151,30 @@ class OnnxPromptableDecoder(nn.Module):
 
 # ------------------------------------------------------------------------ loading
 def load_model_for_export(config, checkpoint: Optional[str]):
-    """(model in eval mode, float32, config text) from a config and a checkpoint.
+    """(model in eval mode, float32, its Config) from a config and a checkpoint.
 
-    ``checkpoint``: a full checkpoint (loaded strictly), an adapter-only file
-    (onto the base weights of ``init_weights()``), or None / ``'none'`` for the
+    ``checkpoint``: a full checkpoint (loaded strictly) or an adapter-only file
+    (onto the base weights of ``init_weights()``), through
+    :func:`mmsamptx.apis.load_trained_checkpoint`; None / ``'none'`` for the
     model's own ``init_weights()``.
 
     Raises:
         ValueError: one line naming the file / key at fault.
     """
-    if checkpoint is not None and checkpoint.lower() == 'none':
-        checkpoint = None
-    ckpt = None
-    if checkpoint is not None and not is_adapter_checkpoint(checkpoint):
-        ckpt = _load_full_checkpoint(checkpoint)
-    stored = ckpt
-    if checkpoint is not None and ckpt is None and config is None:  # the adapter file's config
-        stored = dict(meta=dict(cfg=read_adapter_checkpoint(checkpoint)[1]['config']))
-    cfg, text, name = _resolve_config(config, stored or {}, checkpoint or 'the model')
+    cfg, _, name = _resolve_config(config, {}, 'the model')
     model = build_model(cfg)
-    if ckpt is None:
-        model.init_weights()
-        if checkpoint is not None:
-            load_adapter_checkpoint(model, checkpoint)
-    else:
-        state = ckpt.get('state_dict', ckpt)
-        own = model.state_dict()
-        missing = [k for k in own if k not in state and not k.endswith('prompt_sampler_rng_state')]
-        extra = [k for k in state if k not in own]
-        if missing or extra:
-            what = (f'lacks {len(missing)} key(s) of the model of {name}, first {missing[0]!r}'
-                    if missing else f'has {len(extra)} key(s) the model of {name} lacks, first '
-                    f'{extra[0]!r}')
-            raise ValueError(f'{checkpoint} {what}: is it a checkpoint of this config?')
-        for k, v in own.items():
-            if k in state and tuple(state[k].shape) != tuple(v.shape):
-                raise ValueError(f'{checkpoint}: key {k!r} has shape {tuple(state[k].shape)}, the '
-                                 f'model of {name} {tuple(v.shape)}')
-        model.load_state_dict(state, strict=False)
     if model.guide is not None:
         raise ValueError(f'{name}: ONNX export of a model with a CLIP guide (CLIP-Guided SAM) is not '
                          'built: its adapters read CLIP image tokens, not only a text embedding')
+    if checkpoint is None or checkpoint.lower() == 'none':
+        model.init_weights()
+    else:
+        from .checkpoint import load_trained_checkpoint
+        load_trained_checkpoint(model, checkpoint, config_name=name)
     # float32 graphs: the bf16 autocast options are for training and torch inference
     model.backbone.autocast_dtype = None
     model.decode_head.autocast_dtype = None
-    return model.float().eval(), cfg, text
+    return model.float().eval(), cfg
 
 
 # ------------------------------------------------------------------------- export
@@ -253,8 +230,7 @@ def export_onnx(config, checkpoint: Optional[str], out_dir: str, verify: bool = 
     """Write ``encoder.onnx``, ``decoder.onnx``, ``model.json`` (and ``class_embeddings.npy``).
 
     Args:
-        config: the model's config (path or ``Config``), or None for the one a
-            full checkpoint stores.
+        config: the model's config (path or ``Config``).
         checkpoint: full or adapter-only checkpoint, or None / ``'none'``.
         out_dir: the folder to write into.
         verify: run both graphs with onnxruntime on example inputs (3 prompts,
@@ -264,7 +240,7 @@ def export_onnx(config, checkpoint: Optional[str], out_dir: str, verify: bool = 
         ``dict(encoder, decoder, meta, encoder_max_abs_error, decoder_max_abs_error)``
         (errors only with ``verify``).
     """
-    model, cfg, _ = load_model_for_export(config, checkpoint)
+    model, cfg = load_model_for_export(config, checkpoint)
     os.makedirs(out_dir, exist_ok=True)
     encoder, decoder = OnnxImageEncoder(model).eval(), OnnxPromptableDecoder(model).eval()
     enc_in, dec_in, text_dims = _example_inputs(model, num_prompts=2)

@@ -127,8 +127,8 @@ def test_tool_errors_are_one_line(exported, tmp_path, capsys):
     torn.write_bytes(open(full, 'rb').read()[:5000])
     bare = tmp_path / 'bare.pth'
     torch.save(torch.load(full, weights_only=True)['state_dict'], bare)
-    cases = [([str(not_ckpt)], 'notes.pth is not a readable checkpoint'),
-             ([str(torn)], 'torn.pth is not a readable checkpoint'),
+    cases = [([str(not_ckpt)], 'notes.pth cannot be read'),
+             ([str(torn)], 'torn.pth cannot be read'),
              ([str(tmp_path / 'missing.pth')], 'checkpoint file not found'),
              ([out], 'already an adapter-only checkpoint'),
              ([str(bare)], 'holds no config'),

@@ -110,7 +110,7 @@ def test_decoder_with_text_input(tmp_path):
     cfg.model.decode_head.update(text_injection='decoder_cross_attn', text_dims=64,
                                  multimask_output=True)
     torch.manual_seed(0)
-    model, _, _ = load_model_for_export(cfg, None)
+    model, _ = load_model_for_export(cfg, None)
     decoder = OnnxPromptableDecoder(model).eval()
     g = torch.Generator().manual_seed(0)
 
@@ -143,9 +143,10 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     bad.write_bytes(b'PK\x03\x04 torn')
     other = tmp_path / 'other.pth'
     torch.save(dict(state_dict={'backbone.pos_embed': torch.zeros(1)}), other)
-    for argv, needle in (([CONFIG, str(bad)], 'bad.pth is not a readable checkpoint'),
-                         ([CONFIG, str(other)], "lacks"),
-                         ([str(tmp_path / 'nope.py'), 'none'], 'config file not found')):
+    for argv, needle in (([CONFIG, str(bad)], 'bad.pth cannot be read'),
+                         ([CONFIG, str(other)], "'backbone.pos_embed'"),
+                         ([str(tmp_path / 'nope.py'), 'none'], 'config file not found'),
+                         (['samptx_ade20k_1-6', 'none'], 'unknown model')):
         assert tool.main(argv + ['--out-dir', str(tmp_path / 'o')]) == 2
         err = capsys.readouterr().err
         assert err.startswith('error: ') and err.count('\n') == 1 and needle in err, err
