@@ -227,10 +227,6 @@ class _BatchMaker:
     """Generated training batches of a :class:`ClassPromptedSAM` config's composition."""
 
     def __init__(self, cfg, model):
-        from mmsamptx.models.segmentors import ClassPromptedSAM
-        if not isinstance(model, ClassPromptedSAM):
-            raise ValueError(f'the memory estimate generates batches for ClassPromptedSAM; '
-                             f'model.type={type(model).__name__} is not supported yet')
         self.size = _input_size(cfg, model)
         self.pairs = 'ClassPairDataset' in _dataset_types(cfg)
         tcfg = model.train_cfg
@@ -307,6 +303,9 @@ def estimate_training_memory(cfg, device: Optional[str] = None, measure: bool = 
     from mmseg.registry import MODELS
     cfg = copy.deepcopy(cfg)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
+    if cfg.model.get('type') != 'ClassPromptedSAM':  # refused before building a large model
+        raise ValueError(f'the memory estimate generates batches for ClassPromptedSAM; '
+                         f'model.type={cfg.model.get("type")} is not supported yet')
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     batch = int(cfg.train_dataloader.get('batch_size', 1))
     model_cfg = _without_disk_caches(cfg.model)
@@ -387,8 +386,10 @@ def log_training_memory(cfg, config_name: str = '') -> Optional[MemoryEstimate]:
     """tools/train.py's start line: the estimate, logged by the current mmengine logger.
 
     Runs on the first process only (``LOCAL_RANK`` 0), unless the environment sets
-    ``MMSAMPTX_MEMORY_ESTIMATE=0``. An estimate that cannot be made (e.g. an
-    unsupported segmentor) is logged as a warning naming why; training goes on.
+    ``MMSAMPTX_MEMORY_ESTIMATE=0``. An estimate that cannot be made (an unsupported
+    segmentor; a probe step that runs out of memory or fails) is logged as a warning
+    naming why, and training goes on: the estimate is advice, the training itself
+    reports its own errors.
     """
     import logging
     import os
@@ -398,8 +399,8 @@ def log_training_memory(cfg, config_name: str = '') -> Optional[MemoryEstimate]:
         return None
     try:
         est = estimate_training_memory(cfg, config_name=config_name)
-    except (ValueError, KeyError, StepOutOfMemory) as e:
-        print_log(f'Training memory: not estimated ({e})', logger='current',
+    except Exception as e:  # noqa: BLE001 (advice only: the reason is logged, training goes on)
+        print_log(f'Training memory: not estimated ({type(e).__name__}: {e})', logger='current',
                   level=logging.WARNING)
         return None
     print_log(est.line(), logger='current',

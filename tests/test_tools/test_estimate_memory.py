@@ -78,3 +78,8 @@ def test_tool_errors_are_one_line(capsys, tmp_path):
     assert capsys.readouterr().err.startswith('error: --measure and --compare exclude each other')
     assert tool.main([DEMO, '--device', 'tpu']) == 2
     assert capsys.readouterr().err.startswith("error: --device tpu: expected 'cpu'")
+    evf = osp.join(REPO, 'configs/evf_sam/evf-sam_vit-h_refcoco-mix.py')  # refused before building
+    assert tool.main([evf]) == 2
+    assert capsys.readouterr().err == (
+        f'error: {evf}: the memory estimate generates batches for ClassPromptedSAM; '
+        'model.type=EVFSAM is not supported yet\n')
