@@ -89,7 +89,8 @@ class TextSAM:
     def __init__(self, config: Any, checkpoint: Optional[str] = None, device: str = 'cpu',
                  allow_partial: bool = False, cfg_options: Optional[dict] = None) -> None:
         self.model, self.cfg = build_model(config, cfg_options)
-        self.name = osp.splitext(osp.basename(getattr(self.cfg, 'filename', None) or str(config)))[0]
+        filename = getattr(self.cfg, 'filename', None)
+        self.name = osp.splitext(osp.basename(filename))[0] if filename else type(self.model).__name__
         if checkpoint is None:
             self.model.init_weights()
         else:

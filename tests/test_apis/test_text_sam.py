@@ -202,3 +202,35 @@ def test_model_zoo_names():
         resolve_config('parallel-adapter_demo')
     with pytest.raises(InputError, match="unknown model 'samptx_ade20k_1-65'.*close: samptx_ade20k_1-64"):
         resolve_config('samptx_ade20k_1-65')
+
+
+def test_expressions_go_to_an_evf_sam_models_referring_path(demo, tmp_path):
+    import io
+
+    import sentencepiece as spm
+    from mmengine.config import Config
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(['the plate on the left', 'a tray'] * 20),
+                                   model_writer=buf, vocab_size=30, character_coverage=1.0,
+                                   hard_vocab_limit=False, minloglevel=2)
+    (tmp_path / 'spm.model').write_bytes(buf.getvalue())
+    torch.manual_seed(0)
+    m = TextSAM(Config(dict(model=dict(
+        type='EVFSAM', visual_model=dict(type='EVFVisualSAM', arch='tiny', img_size=64),
+        fusion_encoder=dict(type='BEiT3', arch='tiny', img_size=32, vocab_size=80,
+                            max_source_positions=40),
+        projector=dict(type='EVFPromptProjector'),
+        tokenizer=dict(model_file=str(tmp_path / 'spm.model'))))))
+    assert m.modes == ('expression',) and m.name == 'EVFSAM'
+    phrases = ['the plate on the left', 'a tray']
+    p = m.predict(demo.image, expressions=phrases)[0]
+    ref = m.model.predict_expressions(load_image(demo.image), phrases)
+    np.testing.assert_array_equal(p.masks, ref['masks'])
+    np.testing.assert_array_equal(p.scores, ref['scores'])
+    assert p.labels == phrases and p.masks.shape == (2, 128, 128)
+    for k in (1, 2):
+        assert p.masks[k - 1][p.semantic == k].all()
+    assert (p.semantic > 0).sum() == p.masks.any(0).sum()
+    np.testing.assert_array_equal(m.predict(demo.image, texts=phrases)[0].masks, p.masks)
+    with pytest.raises(InputError, match='takes expressions, not points or boxes'):
+        m.predict(demo.image, texts=phrases, points=[(3, 4)])
