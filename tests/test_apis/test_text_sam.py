@@ -234,3 +234,19 @@ def test_expressions_go_to_an_evf_sam_models_referring_path(demo, tmp_path):
     np.testing.assert_array_equal(m.predict(demo.image, texts=phrases)[0].masks, p.masks)
     with pytest.raises(InputError, match='takes expressions, not points or boxes'):
         m.predict(demo.image, texts=phrases, points=[(3, 4)])
+
+
+def test_an_adapter_only_checkpoint_gives_the_full_checkpoints_masks(demo, tmp_path):
+    """The tiny arch has no weight files: its base weights are the seeded init_weights() draw
+    that the full checkpoint was trained on, so the same seed rebuilds them."""
+    from mmsamptx.apis.adapter_checkpoint import export_adapters
+    out = export_adapters(demo.ckpt, str(tmp_path / 'samptx_demo.adapters.safetensors'), SAMPTX)
+    assert out['adapter_bytes'] < out['full_bytes']
+    torch.manual_seed(0)
+    adapters = TextSAM('samptx_demo', checkpoint=out['out'])
+    full = demo.model.predict(demo.image, texts=['plate', 'tray'])[0]
+    np.testing.assert_array_equal(adapters.predict(demo.image, texts=['plate', 'tray'])[0].logits,
+                                  full.logits)
+    torch.manual_seed(1)  # other base weights: refused by their digest, as one line
+    with pytest.raises(CheckpointError, match='trained on other base weights'):
+        TextSAM('samptx_demo', checkpoint=out['out'])
