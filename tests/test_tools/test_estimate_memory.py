@@ -83,3 +83,16 @@ def test_tool_errors_are_one_line(capsys, tmp_path):
     assert capsys.readouterr().err == (
         f'error: {evf}: the memory estimate generates batches for ClassPromptedSAM; '
         'model.type=EVFSAM is not supported yet\n')
+
+
+def test_line_says_when_it_does_not_fit():
+    from mmsamptx.apis.memory import MemoryEstimate
+    est = MemoryEstimate(config='c.py', device='cuda:0', method='probed', batch_size=8,
+                         samples_per_image='4 class(es)', model_mib=1500.0, step_mib=30000.0,
+                         available_mib=24000.0)
+    assert not est.fits and est.total_mib == 31500.0
+    assert est.line() == (
+        'Training memory (probed: steps of 1 and 2 images, scaled linearly to 8 images, 4 class(es) '
+        'per image): model 1,500 MiB + step peak 30,000 MiB = 31,500 MiB; 24,000 MiB free on cuda:0: '
+        'does NOT fit: lower train_dataloader.batch_size, or checkpoint more blocks '
+        '(model.backbone.with_cp=True)')
