@@ -110,22 +110,38 @@ def state_dict_of(ckpt: dict, path: str = 'the checkpoint') -> 'OrderedDict[str,
     return OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state.items())
 
 
+#: Key prefixes of official weight files that are not trained checkpoints of a config.
+OFFICIAL_PREFIXES = (
+    (('image_encoder.', 'mask_decoder.', 'prompt_encoder.'),
+     "an official SAM checkpoint (segment_anything's keys), which a config loads in init_weights() "
+     '(model.backbone.checkpoint), not as a trained checkpoint'),
+    (('visual.', 'transformer.', 'token_embedding.'),
+     'an official CLIP checkpoint (open_clip keys), which the text encoder or guide loads itself'),
+)
+
+
 def checkpoint_origin(ckpt: dict) -> Optional[str]:
-    """Which config a checkpoint seems to come from, by the meta mmengine saved with it."""
+    """Which config a checkpoint seems to come from, by the meta mmengine saved with it (or
+    which official weight file it is, by its keys)."""
     meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
+    state = ckpt.get('state_dict', ckpt)
+    if isinstance(state, dict) and state and not meta:
+        for prefixes, what in OFFICIAL_PREFIXES:
+            if sum(str(k).startswith(prefixes) for k in state) > len(state) // 2:
+                return what
     name = meta.get('experiment_name')
     if isinstance(name, str) and name:
         stem = _TIMESTAMP.sub('', name)
         from .model_zoo import _index
         known = _index().get(stem)
         where = f' ({osp.relpath(known[0])})' if known and len(known) == 1 else ''
-        return f'config {stem!r}{where}'
+        return f'from config {stem!r}{where}'
     cfg = meta.get('cfg')
     if isinstance(cfg, str) and cfg:
         types = re.findall(r"type='(\w+)'", cfg)
         parts = [t for t in dict.fromkeys(types) if t.endswith(('Adapter', 'SAM', 'Guide', 'Tokens'))]
         if parts:
-            return 'a config with ' + ', '.join(parts)
+            return 'from a config with ' + ', '.join(parts)
     return None
 
 
@@ -175,7 +191,7 @@ def check_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], path: str
 
 def _origin_text(ckpt: Optional[dict]) -> str:
     origin = checkpoint_origin(ckpt) if ckpt is not None else None
-    return f'; it seems to be from {origin}' if origin else ''
+    return f'; it seems to be {origin}' if origin else ''
 
 
 def _adapter_module():

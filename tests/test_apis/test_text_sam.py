@@ -163,7 +163,7 @@ def test_a_model_without_text_takes_prompts_and_a_closed_vocabulary(demo):
         m.predict(demo.image, texts=['plate'])
 
 
-def test_loading_is_strict_and_names_the_checkpoints_config(demo, tmp_path):
+def test_loading_is_strict_and_names_the_checkpoints_config(demo, tmp_path, tiny_sam_checkpoint):
     with pytest.raises(CheckpointError) as e:
         TextSAM(SAMPTX, checkpoint=demo.dec)
     msg = str(e.value)
@@ -173,6 +173,8 @@ def test_loading_is_strict_and_names_the_checkpoints_config(demo, tmp_path):
     assert "it seems to be from config 'decoder-only_demo'" in msg and '--allow-partial' in msg
     with pytest.raises(CheckpointError, match='keys are not in the model'):
         TextSAM(DECODER_ONLY, checkpoint=demo.ckpt)
+    with pytest.raises(CheckpointError, match='it seems to be an official SAM checkpoint'):
+        TextSAM(DECODER_ONLY, checkpoint=tiny_sam_checkpoint[0])
     from mmengine.logging import MMLogger
     records = []
     logger = MMLogger.get_current_instance()
