@@ -79,7 +79,7 @@ def parse_args(argv=None):
 def find_images(specs):
     """The image files named by ``specs`` (files, folders, globs), in order, each once."""
     from mmsamptx.apis import InputError
-    found = []
+    found, seen = [], set()
     for spec in specs:
         if osp.isdir(spec):
             files = sorted(osp.join(spec, f) for f in os.listdir(spec)
@@ -94,7 +94,10 @@ def find_images(specs):
             files = [spec]
         else:
             raise InputError(f'image file not found: {spec}')
-        found += [f for f in files if f not in found]
+        for f in files:
+            if f not in seen:
+                seen.add(f)
+                found.append(f)
     return found
 
 
