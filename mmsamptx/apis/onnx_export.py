@@ -32,10 +32,14 @@ export) and are written with the TorchScript exporter (``torch.onnx.export(...,
 dynamo=False)``), the one SAM's own script uses: it records the decoder's
 output size as a function of the ``orig_im_size`` values, and exports in a
 fraction of the time of the torch.export-based one on this project's models.
-The encoder's attention is exported in the fused form (SDPA with the decomposed
-relative-position bias as extra head dims; opset 17 spells SDPA out as
-MatMul / Softmax), whose ops ONNX has; the relative-position tables are
-gathered once at export (constant indices for the fixed S).
+The encoder's attention is exported in its explicit form (``RelPosAttention``
+with ``fused=False``: ``softmax(q k^T * scale + bias) v`` with SAM's decomposed
+relative-position bias, the library's reference, tested equal to the fused
+form). The fused form pads its head dims to a multiple of 8 with a size computed
+by floor division of a traced shape, which the TorchScript exporter writes as
+ONNX's integer ``Div`` (truncating): at ViT-B (64 + 28 dims in windowed blocks)
+that gave a negative pad in onnxruntime. The relative-position tables are
+gathered with indices fixed by S.
 """
 import json
 import os
@@ -151,7 +155,7 @@ class OnnxPromptableDecoder(nn.Module):
 
 # ------------------------------------------------------------------------ loading
 def load_model_for_export(config, checkpoint: Optional[str]):
-    """(model in eval mode, float32, its Config) from a config and a checkpoint.
+    """(model in eval mode, float32, explicit attention, its Config) from a config and a checkpoint.
 
     ``checkpoint``: a full checkpoint (loaded strictly) or an adapter-only file
     (onto the base weights of ``init_weights()``), through
@@ -174,6 +178,10 @@ def load_model_for_export(config, checkpoint: Optional[str]):
     # float32 graphs: the bf16 autocast options are for training and torch inference
     model.backbone.autocast_dtype = None
     model.decode_head.autocast_dtype = None
+    from ..models.utils.rel_pos_attention import RelPosAttention
+    for module in model.modules():
+        if isinstance(module, RelPosAttention):
+            module.fused = False  # the explicit reference maths (see the module docstring)
     return model.float().eval(), cfg
 
 
