@@ -13,6 +13,12 @@ at best segment both or guess one: EVF-SAM's learning test.
 
     <root>/refcoco/refs(unc).p + instances.json       (polygons, COCO style)
     <root>/images/train2014/COCO_train2014_<id>.jpg
+    <root>/sentencepiece.bpe.model                    (a tiny tokenizer for tiny models)
+
+The sentencepiece model is trained on the task's words (XLM-R's unk/bos/eos
+= 0/1/2, as BEiT-3's ``beit3.spm``), so a tiny EVF-SAM reads the task with
+:class:`~mmsamptx.models.text_encoders.beit3_tokenizer.BEiT3Tokenizer`
+without the real 64,000-piece file.
 """
 import io
 import json
@@ -73,9 +79,27 @@ def referring_shapes_sample(rng: np.random.Generator, size: int = 64
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
+def all_expressions() -> List[str]:
+    """Every sentence the task can produce."""
+    return [s for c in COLOURS for sh in SHAPES for side in SIDES for s in expressions_of(c, sh, side)]
+
+
+def write_shapes_tokenizer(path: str, vocab_size: int = 60) -> str:
+    """Train a sentencepiece model on the task's sentences and write it to ``path`` atomically."""
+    import sentencepiece as spm
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(all_expressions() * 10), model_writer=buf,
+                                   vocab_size=vocab_size, character_coverage=1.0,
+                                   hard_vocab_limit=False, minloglevel=2)
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+    return path
+
+
 def write_referring_shapes(root: str, splits: Dict[str, int] = None, size: int = 64,
                            seed: int = 0, dataset: str = 'refcoco', split_by: str = 'unc') -> str:
-    """Write ``splits`` (split name -> number of images) in the refer layout under ``root``.
+    """Write ``splits`` (split name -> number of images) in the refer layout under ``root``,
+    and the task's tokenizer as ``<root>/sentencepiece.bpe.model``.
 
     Every file is written atomically; the same seed gives the same files.
     Returns ``root``.
@@ -115,4 +139,5 @@ def write_referring_shapes(root: str, splits: Dict[str, int] = None, size: int =
     categories = [dict(id=i, name=n, supercategory='shape') for n, i in CATEGORY_IDS.items()]
     with atomic_write(osp.join(folder, 'instances.json')) as f:
         f.write(json.dumps(dict(images=images, annotations=anns, categories=categories)).encode())
+    write_shapes_tokenizer(osp.join(root, 'sentencepiece.bpe.model'))
     return root

@@ -72,10 +72,12 @@ class ReferringMetric(BaseMetric):
                 inter, union = referring_areas(pred, gt, self.ignore_index)
             except ValueError as e:
                 raise ValueError(f'{sample_path(sample)}: {e}') from e
-            self.results.extend(zip(inter.tolist(), union.tolist()))
+            # one entry per data sample: mmengine trims the collected results to the dataset size
+            self.results.append(list(zip(inter.tolist(), union.tolist())))
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         """Compute cIoU and gIoU (percent) from the kept areas."""
+        results = [r for sample in results for r in sample]
         if not results:
             raise ValueError('ReferringMetric got no sample to evaluate')
         inter = np.array([r[0] for r in results], np.float64)
