@@ -124,7 +124,8 @@ def test_attention_slot_attach_and_encoder_properties():
 
 def test_attach_rejects_a_bad_slot_and_double_attach_per_slot():
     enc = SAMImageEncoder('tiny', img_size=64)
-    with pytest.raises(ValueError, match=r"unknown adapter slot 'mlp'; valid: \('adapter', 'attn_adapter'\)"):
+    with pytest.raises(ValueError,
+                       match=r"unknown adapter slot 'mlp'; valid: \('adapter', 'attn_adapter', 'attn.qkv'\)"):
         attach_adapters(enc, dict(type='ParallelAdapter'), slot='mlp')
     attach_adapters(enc, dict(type='ParallelAdapter', blocks=[1]))
     attach_adapters(enc, dict(type='AttentionAdapter', blocks=[1]), slot='attn_adapter')  # both slots
