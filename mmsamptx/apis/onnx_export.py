@@ -166,10 +166,13 @@ def load_model_for_export(config, checkpoint: Optional[str]):
         ValueError: one line naming the file / key at fault.
     """
     cfg, _, name = _resolve_config(config, {}, 'the model')
-    model = build_model(cfg)
-    if model.guide is not None:
+    if cfg.model.get('type') != 'ClassPromptedSAM':
+        raise ValueError(f'{name}: ONNX export is built for ClassPromptedSAM models (SAM-PTx, '
+                         f"PTSAM and the baselines), not model.type={cfg.model.get('type')!r}")
+    if cfg.model.get('guide') is not None:
         raise ValueError(f'{name}: ONNX export of a model with a CLIP guide (CLIP-Guided SAM) is not '
                          'built: its adapters read CLIP image tokens, not only a text embedding')
+    model = build_model(cfg)
     if checkpoint is None or checkpoint.lower() == 'none':
         model.init_weights()
     else:

@@ -146,7 +146,9 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     for argv, needle in (([CONFIG, str(bad)], 'bad.pth cannot be read'),
                          ([CONFIG, str(other)], "'backbone.pos_embed'"),
                          ([str(tmp_path / 'nope.py'), 'none'], 'config file not found'),
-                         (['samptx_ade20k_1-6', 'none'], 'unknown model')):
+                         (['samptx_ade20k_1-6', 'none'], 'unknown model'),
+                         (['cgs_voc_1-16', 'none'], 'not built'),
+                         (['evf-sam_tiny_referring-shapes', 'none'], "not model.type='EVFSAM'")):
         assert tool.main(argv + ['--out-dir', str(tmp_path / 'o')]) == 2
         err = capsys.readouterr().err
         assert err.startswith('error: ') and err.count('\n') == 1 and needle in err, err
