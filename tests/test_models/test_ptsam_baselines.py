@@ -155,7 +155,8 @@ def test_lora_trainable_count_closed_form_vit_b_on_meta():
 def test_lora_errors_are_named():
     with pytest.raises(ValueError, match='rank must be a positive int, got 0'):
         LoRAQKV(C, rank=0)
-    with pytest.raises(ValueError, match=r"targets must be distinct parts of \('q', 'k', 'v'\), got \('x',\)"):
+    with pytest.raises(ValueError,
+                       match=r"targets must be distinct parts of \('q', 'k', 'v'\), got \('x',\)"):
         LoRAQKV(C, targets=('x',))
     with pytest.raises(ValueError, match=r'wraps an nn.Linear of weight \(192, 64\), got \(96, 64\)'):
         LoRAQKV(C).wrap(nn.Linear(C, 96))

@@ -6,4 +6,5 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=100, end=2000),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=500)
-default_hooks = dict(checkpoint=dict(interval=500, save_best='Dice', rule='greater'))  # mmengine cannot infer it for 'Dice'
+# rule: mmengine infers 'greater' only for keys it knows (acc, mIoU, ...), not for 'Dice'
+default_hooks = dict(checkpoint=dict(interval=500, save_best='Dice', rule='greater'))
