@@ -30,7 +30,7 @@ import os
 import os.path as osp
 import struct
 import weakref
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -220,7 +220,7 @@ def _resolve_config(config, ckpt: dict, path: str):
     return cfg, cfg.pretty_text, osp.basename(config)
 
 
-def build_model(cfg) -> nn.Module:
+def build_bare_model(cfg) -> nn.Module:
     """The model of ``cfg`` as the config builds it (no weights read)."""
     import mmsamptx  # noqa: F401  (registration)
     from mmengine.registry import init_default_scope
@@ -253,7 +253,7 @@ def export_adapters(checkpoint: str, out: str, config=None) -> dict:
         raise ValueError(f'{checkpoint} holds no state dict of tensors')
     if state and all(k.startswith('module.') for k in state):
         state = {k[len('module.'):]: v for k, v in state.items()}  # a DDP-wrapped save
-    model = build_model(cfg)
+    model = build_bare_model(cfg)
     trained = trained_keys(model)
     own = model.state_dict()
     needed = [k for k in own if not _is_run_state(k)]

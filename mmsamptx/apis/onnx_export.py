@@ -41,6 +41,7 @@ ONNX's integer ``Div`` (truncating): at ViT-B (64 + 28 dims in windowed blocks)
 that gave a negative pad in onnxruntime. The relative-position tables are
 gathered with indices fixed by S.
 """
+import functools
 import json
 import os
 import os.path as osp
@@ -52,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .adapter_checkpoint import _resolve_config, build_model
+from .adapter_checkpoint import _resolve_config, build_bare_model
 
 ONNX_OPSET = 17
 DECODER_INPUTS = ('image_embeddings', 'point_coords', 'point_labels', 'mask_input',
@@ -145,8 +146,7 @@ class OnnxPromptableDecoder(nn.Module):
         if head.text_injection == 'decoder':
             extra_token = head.text_proj(text_embeds)
         elif head.text_injection == 'decoder_cross_attn':
-            def mixer(tokens):
-                return head.text_cross_attn(tokens, text=text_embeds)
+            mixer = functools.partial(head.text_cross_attn, text=text_embeds)  # as the head binds it
         low_res, iou = head.mask_decoder(image_embeddings, head.prompt_encoder.get_dense_pe(),
                                          sparse, dense, head.multimask_output,
                                          extra_output_token=extra_token, token_mixer=mixer)
@@ -172,7 +172,7 @@ def load_model_for_export(config, checkpoint: Optional[str]):
     if cfg.model.get('guide') is not None:
         raise ValueError(f'{name}: ONNX export of a model with a CLIP guide (CLIP-Guided SAM) is not '
                          'built: its adapters read CLIP image tokens, not only a text embedding')
-    model = build_model(cfg)
+    model = build_bare_model(cfg)
     if checkpoint is None or checkpoint.lower() == 'none':
         model.init_weights()
     else:
@@ -260,16 +260,20 @@ def export_onnx(config, checkpoint: Optional[str], out_dir: str, verify: bool = 
     enc_names = ['image'] + (['text_embeds'] if encoder.uses_text else [])
     dec_names = list(DECODER_INPUTS) + (['text_embeds'] if decoder.uses_text else [])
     batch = 'classes' if encoder.uses_text else None
+    from mmengine.logging import print_log
     with torch.no_grad():
         emb = encoder(*[enc_in[k] for k in enc_names])
+        print_log(f"exporting the image encoder to {result['encoder']} ...", logger='current')
         _write_onnx(encoder, tuple(enc_in[k] for k in enc_names), result['encoder'], enc_names,
                     ['image_embeddings'],
                     {'text_embeds': {0: 'classes'}, 'image_embeddings': {0: 'classes'}} if batch else {})
         dec_feeds = dict(image_embeddings=emb, **dec_in)
         if decoder.uses_text:
-            dec_feeds['text_embeds'] = F.normalize(
-                torch.randn(len(dec_in['point_coords']), text_dims), dim=-1)
+            dec_feeds['text_embeds'] = F.normalize(torch.randn(
+                len(dec_in['point_coords']), text_dims, generator=torch.Generator().manual_seed(0)),
+                dim=-1)
         prompts = {0: 'prompts'}
+        print_log(f"exporting the promptable decoder to {result['decoder']} ...", logger='current')
         _write_onnx(decoder, tuple(dec_feeds[k] for k in dec_names), result['decoder'], dec_names,
                     DECODER_OUTPUTS,
                     dict(image_embeddings={0: 'embeddings'}, point_coords={0: 'prompts', 1: 'points'},
@@ -298,6 +302,7 @@ def export_onnx(config, checkpoint: Optional[str], out_dir: str, verify: bool = 
     with atomic_write(result['meta'], 'w') as f:
         json.dump(meta, f, indent=1)
     if verify:
+        print_log('running both graphs in onnxruntime against torch ...', logger='current')
         result.update(verify_onnx(model, result['encoder'], result['decoder']))
     return result
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmsamptx.apis.adapter_checkpoint import (base_weights_digest, build_model,
+from mmsamptx.apis.adapter_checkpoint import (base_weights_digest, build_bare_model,
                                               is_adapter_checkpoint, load_adapter_checkpoint,
                                               read_adapter_checkpoint, trained_keys)
 
@@ -27,7 +27,7 @@ def load_tool():
 def base_model(config=CONFIG, seed=0):
     """The config's model with its base weights from init_weights() (tiny: seeded random)."""
     torch.manual_seed(seed)  # the tiny arch has no weight files: building draws them
-    model = build_model(Config.fromfile(config))
+    model = build_bare_model(Config.fromfile(config))
     model.init_weights()
     return model.eval()
 
@@ -111,7 +111,7 @@ def test_wrong_base_weights_refused_naming_both_digests(exported):
 
 def test_other_configs_model_refused_naming_the_key(exported):
     _, out, _ = exported
-    decoder_only = build_model(Config.fromfile(DECODER_ONLY))
+    decoder_only = build_bare_model(Config.fromfile(DECODER_ONLY))
     with pytest.raises(ValueError, match=r"tensor\(s\) this model does not train, first "
                                          r"'backbone\.blocks\.0\.adapter\.") as e:
         load_adapter_checkpoint(decoder_only, out)
@@ -132,7 +132,8 @@ def test_tool_errors_are_one_line(exported, tmp_path, capsys):
              ([str(tmp_path / 'missing.pth')], 'checkpoint file not found'),
              ([out], 'already an adapter-only checkpoint'),
              ([str(bare)], 'holds no config'),
-             ([full, '--config', DECODER_ONLY], "key(s) the model of decoder-only_demo.py lacks, first 'backbone.blocks.0.adapter.")]
+             ([full, '--config', DECODER_ONLY],
+              "key(s) the model of decoder-only_demo.py lacks, first 'backbone.blocks.0.adapter.")]
     for argv, needle in cases:
         capsys.readouterr()
         assert tool.main(argv + ['--out', str(tmp_path / 'x.safetensors')]) == 2

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 
-from mmsamptx.apis.adapter_checkpoint import build_model
+from mmsamptx.apis.adapter_checkpoint import build_bare_model
 from mmsamptx.apis.onnx_export import (DECODER_INPUTS, OnnxPromptableDecoder, _write_onnx,
                                        load_model_for_export)
 
@@ -38,7 +38,7 @@ def exported(tmp_path_factory):
     (out_dir, model, the tool's stdout)."""
     tmp = tmp_path_factory.mktemp('onnx')
     torch.manual_seed(0)
-    model = build_model(Config.fromfile(CONFIG))
+    model = build_bare_model(Config.fromfile(CONFIG))
     model.init_weights()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
