@@ -16,6 +16,8 @@ from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 from mmsamptx.models.adapters import LoRAQKV, lora_qkv_param_count
 from mmsamptx.models.utils import parameter_report
 
+from test_datasets.ptsam_miniatures import build_converted
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATASETS = {  # folder: (slug in file names, dataset type)
     'organoid_basic': ('organoid-basic', 'OrganoidBasicDataset'),
@@ -112,9 +114,6 @@ def tiny_options(cfg, data_root, iters=2):
 
 @pytest.mark.parametrize('folder', sorted(TOOL_RUNS))
 def test_train_then_test_on_the_converted_miniature(folder, tmp_path):
-    import sys
-    sys.path.insert(0, osp.join(REPO, 'tests'))
-    from test_datasets.ptsam_miniatures import build_converted
     data_root = build_converted(folder, str(tmp_path / 'data'), num_shots=2, seed=0)
     config = f'configs/ptsam/{folder}/{TOOL_RUNS[folder]}_vit-b_{DATASETS[folder][0]}-16shot.py'
     opts = tiny_options(Config.fromfile(config), data_root)
