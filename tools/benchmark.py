@@ -38,6 +38,24 @@ measures them side by side (interleaved) on the same inputs:
                  call per sample, the prompt tokens appended plainly); left out, with
                  a note, where the segmentor has no ``embedding_cache``
 
+``--method clip_guided_sam`` (default config ``configs/clip_guided_sam/cgs_voc_1-16.py``)
+measures CLIP-Guided SAM instead: ours is the config's ClassPromptedSAM with its CLIPSurgery
+guide (one CLIP image pass per image for all its class samples, each class's text feature t
+computed once and cached, the samples as one batch through SAM with the fast paths above; the
+guide runs float32 at ``--clip-size``); the reference computes as the authors' code does, per
+(image, class) sample: a CLIPSurgery vision forward (open_clip's blocks, then the surgery
+blocks' q-k and v-v attentions written out with an explicit softmax), the class name through
+CLIP's text tower and the empty prompt through every redundant template, recomputed at every
+sample, the similarity, the min-max map, 5 points drawn from it and the 0/255 dense prompt,
+then segment_anything's modules with the semantic adapters written plainly; fp32, eager. Its
+rows:
+
+  train          training step, images/s (semi-automatic: similarity points, dense prompt)
+  train_memory   peak memory of one training step
+  text_only      text-only inference of one image over the config's text-mode classes
+                 (VOC: 20), s/image: ours' predict (test_cfg.mode='text', class chunks)
+                 against one full reference sample per class
+
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the allocation
 before the step; on CPU the growth of the process's peak resident set size
 (VmHWM, reset through /proc/self/clear_refs after ``malloc_trim``) above its
@@ -57,6 +75,8 @@ Example (CPU, ViT-B at 512 px)::
 
     python tools/benchmark.py --arch vit_b --img-size 512 --batch 1 \\
         --classes-per-image 4 --warmup 1 --repeats 2 --json work_dirs/bench.json
+    python tools/benchmark.py --method clip_guided_sam --arch vit_b --img-size 512 \\
+        --clip-size 256 --classes-per-image 4 --warmup 1 --repeats 2 --json work_dirs/cgs.json
 """
 import argparse
 import contextlib
@@ -1196,13 +1216,11 @@ def worker_peak(proc, row, side):
                        f'{proc.stderr[-3000:]}')
 
 
-def memory_in_subprocesses(args, row, log, kind='', cfg=None, device=None):
-    """Median peak MiB of ours and the reference, each side in fresh subprocesses, alternating;
-    and the sides that ran out of memory (their value is then a lower bound)."""
-    base = [a for a in args.argv if a]
-    # drop options the worker must not act on
+def worker_command(args, worker):
+    """The command line of a memory worker ``<row>:<side>[:tensors]``: this run's options without
+    those the worker must not act on (--json, --rows, --plot, --worker)."""
     clean, skip = [], False
-    for a in base:
+    for a in (a for a in args.argv if a):
         if skip:
             skip = False
             continue
@@ -1212,6 +1230,13 @@ def memory_in_subprocesses(args, row, log, kind='', cfg=None, device=None):
         if a.startswith(('--json=', '--rows=', '--worker=', '--plot=')):
             continue
         clean.append(a)
+    return [sys.executable, osp.abspath(__file__), *clean, '--worker', worker]
+
+
+def memory_in_subprocesses(args, row, log, kind='', cfg=None, device=None):
+    """Median peak MiB of ours and the reference, each side in fresh subprocesses (or in this
+    process with ``--memory-isolation inline``), alternating; and the sides that ran out of
+    memory (their value is then a lower bound)."""
     peaks = {'ours': [], 'ref': []}
     bounds = {'ours': [], 'ref': []}
     for r in range(args.memory_repeats):
@@ -1219,8 +1244,7 @@ def memory_in_subprocesses(args, row, log, kind='', cfg=None, device=None):
             if args.memory_isolation == 'inline':
                 peak, out_of_memory = memory_inline(args, cfg, device, row, side, kind)
             else:
-                cmd = [sys.executable, osp.abspath(__file__), *clean, '--worker',
-                       f'{row}:{side}{kind}']
+                cmd = worker_command(args, f'{row}:{side}{kind}')
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
                 peak, out_of_memory = worker_peak(proc, row, side)
             (bounds if out_of_memory else peaks)[side].append(peak)

@@ -27,10 +27,11 @@ def load_tool():
 
 @pytest.fixture(scope='module')
 def bench(tmp_path_factory):
-    """One run of the tool, every row, as users call it: (JSON, stdout)."""
+    """One run of the tool, every row, as users call it: (JSON, stdout). Its memory rows run
+    inline (the fresh-subprocess workers are checked on their own, in-process)."""
     out = tmp_path_factory.mktemp('bench') / 'bench.json'
     proc = subprocess.run([sys.executable, TOOL, *TINY, '--classes-per-image', '2',
-                           '--text-classes', '24', '--json', str(out),
+                           '--text-classes', '24', '--memory-isolation', 'inline', '--json', str(out),
                            '--plot', str(out.with_suffix('.png'))],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -163,6 +164,23 @@ def test_a_memory_worker_that_runs_out_of_memory_gives_a_measured_lower_bound():
         tool.worker_peak(broken, 'train_memory', 'ref')
     assert tool.bound_of({'ref'}) == '>=' and tool.bound_of({'ours'}) == '<='
     assert 'the reference ran out of memory' in tool.out_of_memory_note({'ref'}, torch.device('cpu'))
+
+
+def test_memory_worker_command_and_output(capsys):
+    """The memory rows' worker: its command line keeps the run's options but not those it must
+    not act on, and what it prints (one side built, one step measured) is what worker_peak reads."""
+    tool = load_tool()
+    argv = TINY + ['--classes-per-image', '2', '--rows', 'train_memory', '--json', 'x.json',
+                   '--plot=x.png']
+    args = tool.parse_args(argv)
+    cmd = tool.worker_command(args, 'train_memory:ref:tensors')
+    assert cmd[:2] == [sys.executable, TOOL]
+    assert cmd[2:] == TINY + ['--classes-per-image', '2', '--worker', 'train_memory:ref:tensors']
+    for worker in ('train_memory:ours', 'infer_memory:ref:tensors'):
+        assert tool.main(cmd[2:-1] + [worker]) == 0
+        proc = subprocess.CompletedProcess([], 0, capsys.readouterr().out, '')
+        peak, out_of_memory = tool.worker_peak(proc, *worker.split(':')[:2])
+        assert peak > 0 and not out_of_memory
 
 
 def test_measure_peak_reports_growth_while_running_and_bounds_a_refused_allocation():
