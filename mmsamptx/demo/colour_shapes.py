@@ -26,6 +26,8 @@ from ..utils import atomic_write
 COLOUR_CLASSES = ('red', 'green', 'blue')
 #: RGB of each class before jitter.
 _COLOURS = np.array([[205, 45, 40], [45, 170, 60], [45, 70, 205]], np.float64)
+#: RGB of each class's look-alike (orange, teal, violet): a near hue, never labelled.
+_LOOKALIKES = np.array([[215, 105, 40], [45, 165, 130], [110, 60, 205]], np.float64)
 
 
 def _texture(rng: np.random.Generator, size: int, colour: np.ndarray, amp: float) -> np.ndarray:
@@ -35,21 +37,38 @@ def _texture(rng: np.random.Generator, size: int, colour: np.ndarray, amp: float
     return colour + amp * noise + rng.normal(0, 5, (size, size, 3))
 
 
-def colour_shapes_sample(rng: np.random.Generator, size: int = 128) -> Tuple[np.ndarray, np.ndarray]:
-    """One (image (size, size, 3) uint8 RGB, label (size, size) uint8) pair."""
+def _shape(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """(size, size) bool: a disc or a square of random size at a random place."""
+    half = rng.uniform(0.09, 0.15) * size  # radius of a disc, half side of a square
+    cx, cy = rng.uniform(half, size - half, 2)
+    if rng.random() < 0.5:
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= half ** 2
+    return (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
+
+
+def colour_shapes_sample(rng: np.random.Generator, size: int = 128,
+                         lookalikes: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """One (image (size, size, 3) uint8 RGB, label (size, size) uint8) pair.
+
+    ``lookalikes`` > 0 first paints that many unlabelled shapes (label 0, the
+    wall's) in the look-alike hue of a class the image holds (orange for
+    ``red``, teal for ``green``, violet for ``blue``), beneath the labelled
+    shapes: a coarse or imperfect CLIP confuses them with the class. 0 (the
+    default) draws exactly what earlier versions drew.
+    """
     yy, xx = np.mgrid[0:size, 0:size]
     grey = rng.uniform(70, 190)
     wall = _texture(rng, size, grey + rng.uniform(-12, 12, 3), 14)  # unsaturated
     image = wall
     label = np.zeros((size, size), np.uint8)
     classes = rng.permutation(len(COLOUR_CLASSES))[:rng.integers(2, len(COLOUR_CLASSES) + 1)]
+    for _ in range(lookalikes):
+        shape = _shape(rng, size, yy, xx)
+        base = _LOOKALIKES[classes[rng.integers(len(classes))]]
+        colour = np.clip(base * rng.uniform(0.8, 1.1) + rng.normal(0, 8, 3), 0, 255)
+        image = np.where(shape[..., None], _texture(rng, size, colour, 8), image)
     for c in classes:
-        half = rng.uniform(0.09, 0.15) * size  # radius of a disc, half side of a square
-        cx, cy = rng.uniform(half, size - half, 2)
-        if rng.random() < 0.5:
-            shape = (xx - cx) ** 2 + (yy - cy) ** 2 <= half ** 2
-        else:
-            shape = (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
+        shape = _shape(rng, size, yy, xx)
         colour = np.clip(_COLOURS[c] * rng.uniform(0.8, 1.1) + rng.normal(0, 8, 3), 0, 255)
         image = np.where(shape[..., None], _texture(rng, size, colour, 8), image)
         label[shape] = c + 1  # drawn later: on top
@@ -64,9 +83,10 @@ def _write(path: str, array: np.ndarray, fmt: str) -> None:
 
 
 def make_colour_shapes(root: str, num_train: int = 48, num_val: int = 16, size: int = 128,
-                       seed: int = 0) -> str:
+                       seed: int = 0, lookalikes: int = 0) -> str:
     """Write ``root/ADEChallengeData2016`` with ``images/`` and ``annotations/`` (training, validation).
 
+    ``lookalikes``: unlabelled near-hue shapes per image (:func:`colour_shapes_sample`).
     Idempotent: an existing file is kept. Returns the dataset root.
     """
     data_root = osp.join(root, 'ADEChallengeData2016')
@@ -74,7 +94,7 @@ def make_colour_shapes(root: str, num_train: int = 48, num_val: int = 16, size: 
     for subset, prefix, count in (('training', 'ADE_train', num_train),
                                   ('validation', 'ADE_val', num_val)):
         for i in range(1, count + 1):
-            image, label = colour_shapes_sample(rng, size)
+            image, label = colour_shapes_sample(rng, size, lookalikes)
             stem = f'{prefix}_{i:08d}'
             img_path = osp.join(data_root, 'images', subset, stem + '.jpg')
             ann_path = osp.join(data_root, 'annotations', subset, stem + '.png')

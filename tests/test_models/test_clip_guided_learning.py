@@ -63,6 +63,7 @@ from mmengine.runner import Runner
 from PIL import Image
 
 from mmsamptx.demo import COLOUR_CLASSES, make_colour_shapes
+from mmsamptx.demo.colour_shapes import colour_shapes_sample
 from mmsamptx.evaluation import ClassWiseIoUMetric
 from mmsamptx.models.guides import CLIPSurgeryGuide
 from mmsamptx.models.text_encoders.open_clip_text_encoder import OPENAI_IMAGENET_PROMPTS
@@ -257,3 +258,18 @@ def test_trained_clip_localises_the_class(results):
 
 def test_text_only_cgs_beats_text_only_samptx(results):
     assert results['cgs_similarity'] >= results['samptx_prompt_free'] + TEXT_MARGIN, results
+
+
+def test_lookalikes_paint_unlabelled_near_hues():
+    """``lookalikes=0`` draws what the default draws; > 0 adds saturated pixels labelled wall."""
+    plain = colour_shapes_sample(np.random.default_rng(3))
+    zero = colour_shapes_sample(np.random.default_rng(3), lookalikes=0)
+    assert all((a == b).all() for a, b in zip(plain, zero))
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        image, label = colour_shapes_sample(rng, lookalikes=2)
+        rgb = image.astype(int)
+        saturated = rgb.max(-1) - rgb.min(-1) > 60  # the wall is unsaturated
+        # at least part of one look-alike shape survives the labelled shapes painted on top
+        assert (saturated & (label == 0)).sum() > 200
+        assert set(np.unique(label).tolist()) <= {0, 1, 2, 3} and len(np.unique(label)) >= 3
