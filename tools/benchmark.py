@@ -81,7 +81,6 @@ Example (CPU, ViT-B at 512 px)::
 import argparse
 import contextlib
 import copy
-import ctypes
 import datetime
 import functools
 import gc
@@ -1041,20 +1040,10 @@ def timed_row(name, t, unit, per, note=None, sides=('ours', 'ref')):
 
 
 # ----------------------------------------------------------------------------- memory
-def _proc_status_mib(key):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key + ':'):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f'{key} not in /proc/self/status')
-
-
-def _release_free_memory():
-    gc.collect()
-    try:
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+# The peak measurement is the package's, shared with tools/estimate_memory.py.
+from mmsamptx.apis.memory import (StepOutOfMemory, is_out_of_memory,  # noqa: E402,F401
+                                  measure_peak)
+from mmsamptx.apis.memory import release_free_memory as _release_free_memory  # noqa: E402
 
 
 def profiled_tensor_peak(fn):
@@ -1076,64 +1065,6 @@ def profiled_tensor_peak(fn):
         return 0.0
     # "Total Allocated" counts from the profiler's start, so it is already a growth
     return max(0.0, max(e['args']['Total Allocated'] for e in mem)) / MIB
-
-
-class StepOutOfMemory(Exception):
-    """A measured step ran out of memory; ``bound_mib`` is what it had taken when it failed."""
-
-    def __init__(self, bound_mib):
-        super().__init__(f'out of memory after {bound_mib:.1f} MiB')
-        self.bound_mib = bound_mib
-
-
-def is_out_of_memory(error):
-    """An allocator's refusal: CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
-    text = str(error)
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError)
-        and ('DefaultCPUAllocator' in text or "can't allocate memory" in text))
-
-
-def measure_peak(fn, device, report=None, interval=0.1):
-    """MiB above the memory in use before fn: CUDA allocator peak, or CPU peak RSS growth.
-
-    On the CPU, ``report(growth_so_far)`` is called every ``interval`` s while fn runs, so that a
-    parent learns a measured lower bound even if the kernel kills this process for memory. An
-    allocator's refusal raises :class:`StepOutOfMemory` with the growth reached.
-    """
-    import threading
-    _release_free_memory()
-    if device.type == 'cuda':
-        sync(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-
-        def so_far():
-            return (torch.cuda.max_memory_allocated(device) - base) / MIB
-    else:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # resets VmHWM to the current VmRSS (Linux >= 4.0)
-        base = _proc_status_mib('VmRSS')
-
-        def so_far():
-            return _proc_status_mib('VmHWM') - base
-    stop = threading.Event()
-    if report is not None and device.type == 'cpu':
-        def watch():
-            while not stop.wait(interval):
-                report(so_far())
-        threading.Thread(target=watch, daemon=True).start()
-    try:
-        fn()
-        if device.type == 'cuda':
-            sync(device)
-        return so_far()
-    except Exception as e:  # noqa: BLE001 (only an allocator's refusal is turned into a bound)
-        if is_out_of_memory(e):
-            raise StepOutOfMemory(so_far()) from e
-        raise
-    finally:
-        stop.set()
 
 
 def make_sides(args, cfg, device, which=('ours', 'ref')):
