@@ -13,7 +13,6 @@ model = dict(
                         max_source_positions=40),
     projector=dict(type='EVFPromptProjector'),
     tokenizer=dict(model_file=data_root + '/sentencepiece.bpe.model'),  # written with the data
-    train_cfg=dict(max_expressions=3),
     test_cfg=dict(lowercase=True, chunk=32),
     loss_weights=dict(bce=0.5, dice=2.0))
 train_dataloader = dict(

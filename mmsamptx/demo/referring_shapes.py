@@ -1,4 +1,4 @@
-"""A generated referring-segmentation task in RefCOCO's on-disk layout: "the red square", "the circle on the left".
+"""A generated referring task in RefCOCO's on-disk layout: "the red square", "the circle on the left".
 
 Each image holds two shapes (a square or a disc), one in the left half and one
 in the right half, in two different colours (``red``, ``green``, ``blue``) on a

@@ -85,7 +85,8 @@ def trained(tmp_path_factory):
             order = rng.permutation(2)
             ds = SegDataSample(metainfo=dict(
                 expressions=[objects[k]['sentences'][rng.integers(3)] for k in order]))
-            ds.gt_sem_seg = PixelData(data=torch.from_numpy(np.stack([objects[k]['mask'] for k in order])).long())
+            masks = np.stack([objects[k]['mask'] for k in order])
+            ds.gt_sem_seg = PixelData(data=torch.from_numpy(masks).long())
             images.append(img.flip(0))  # BGR, as mmcv loads images
             batch.append(ds)
         losses = model.loss(images, batch)

@@ -28,7 +28,6 @@ model = dict(
     projector=dict(type='EVFPromptProjector'),  # Linear(1024, 1024), ReLU, Linear(1024, 256)
     tokenizer=dict(model_file=beit3_spm, added_tokens=('[semantic]',)),  # [semantic] = 64002
     checkpoint=None,                  # a released EVF-SAM file replaces all of the above weights
-    train_cfg=dict(max_expressions=3),
     test_cfg=dict(lowercase=True,     # the authors' evaluation: sent.strip().lower()
                   chunk=32),          # expressions per BEiT-3 / decoder pass
     # LISA's defaults, on which EVF-SAM's unreleased training builds (the paper's are unknown).

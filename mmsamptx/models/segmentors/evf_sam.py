@@ -62,8 +62,9 @@ class EVFSAM(BaseSegmentor):
     decoder as one batch, sharing their image's SAM embedding.
 
     Training (the recipe the authors did not release; method notes §10, §11):
-    each data sample is one image with up to ``max_expressions`` expressions and
-    their masks (``gt_sem_seg`` (E, H, W)); the loss is at the original size,
+    each data sample is one image with its expressions (up to 3, drawn by
+    :class:`~mmsamptx.datasets.transforms.LoadReferringMasks`) and their masks
+    (``gt_sem_seg`` (E, H, W)); the loss is at the original size,
     ``w_bce * mean_j BCE_j + w_dice * mean_j Dice_j`` over the batch's masks, with
     EVF-SAM's Dice (:func:`dice_loss_evf`). What trains is each component's own
     setting: BEiT-3 (all of it, or LoRA via ``fusion_encoder.lora_cfg``), the
@@ -89,7 +90,7 @@ class EVFSAM(BaseSegmentor):
             ``model.safetensors``), a local path or a URL (downloaded once into the torch
             hub cache), loaded exactly in :meth:`init_weights` instead of the components'
             own init files; see :mod:`mmsamptx.models.utils.evf_checkpoint`.
-        train_cfg: ``max_expressions`` (per image and step; 3 as the authors' data code).
+        train_cfg: not used (the data pipeline draws the expressions of a step).
         test_cfg: ``lowercase`` (the authors' evaluation lower-cases and strips each
             sentence; True), ``chunk`` (expressions per BEiT-3 / decoder pass; 32).
         loss_weights: ``bce`` and ``dice`` (default LISA's 2.0 and 0.5, which EVF-SAM's
@@ -115,7 +116,7 @@ class EVFSAM(BaseSegmentor):
         self.tokenizer_cfg = dict(tokenizer)
         self._tokenizer = None
         self.checkpoint = checkpoint
-        self.train_cfg = {**dict(max_expressions=3), **(train_cfg or {})}
+        self.train_cfg = dict(train_cfg or {})
         self.test_cfg = {**dict(lowercase=True, chunk=32), **(test_cfg or {})}
         self.loss_weights = {**dict(bce=2.0, dice=0.5), **(loss_weights or {})}
         unknown = sorted(set(self.loss_weights) - {'bce', 'dice'})
