@@ -4,6 +4,7 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
@@ -50,17 +51,36 @@ def load_refer(refer_root: str, dataset: str, split_by: str):
     return refs, images, anns, cats
 
 
-def referred_mask_path(mask_dir: str, ann_id) -> str:
-    """Where the 0/1 mask PNG of annotation ``ann_id`` is cached."""
-    return osp.join(mask_dir, f'{ann_id}.png')
+#: How the polygons of one annotation become its mask: ``'union'`` (0/1, pycocotools'
+#: ``annToMask``) or ``'sum'`` (LISA's and EVF-SAM's data code: each polygon decoded
+#: and the masks added, so a pixel inside two overlapping polygons is 2).
+POLYGON_MERGES = ('union', 'sum')
 
 
-def write_referred_mask(ann: dict, image: dict, mask_dir: str) -> str:
-    """Decode an annotation's segmentation and write it as a 0/1 PNG."""
-    path = referred_mask_path(mask_dir, ann['id'])
+def referred_mask_path(mask_dir: str, ann_id, polygons: str = 'union') -> str:
+    """Where the mask PNG of annotation ``ann_id`` is cached (``<id>.png``; ``<id>_sum.png``
+    for summed polygons)."""
+    return osp.join(mask_dir, f'{ann_id}.png' if polygons == 'union' else f'{ann_id}_sum.png')
+
+
+def summed_polygon_mask(segm, height: int, width: int) -> np.ndarray:
+    """Each polygon of a COCO ``segmentation`` decoded on its own and the masks added (uint8)."""
+    if not isinstance(segm, list):  # RLE: one mask, nothing to add
+        return coco_segm_to_mask(segm, height, width)
+    out = np.zeros((height, width), np.uint8)
+    for poly in segm:
+        out += coco_segm_to_mask([poly], height, width)
+    return out
+
+
+def write_referred_mask(ann: dict, image: dict, mask_dir: str, polygons: str = 'union') -> str:
+    """Decode an annotation's segmentation and write it as a PNG (0/1, or summed polygons)."""
+    if polygons not in POLYGON_MERGES:
+        raise ValueError(f'polygons must be one of {POLYGON_MERGES}, got {polygons!r}')
+    path = referred_mask_path(mask_dir, ann['id'], polygons)
     if not osp.isfile(path):
-        write_png(path, coco_segm_to_mask(ann['segmentation'],
-                                          image['height'], image['width']))
+        decode = coco_segm_to_mask if polygons == 'union' else summed_polygon_mask
+        write_png(path, decode(ann['segmentation'], image['height'], image['width']))
     return path
 
 
@@ -106,6 +126,9 @@ class RefCOCODataset(BaseSegDataset):
         data_prefix (dict): ``img_path`` of the COCO train2014 images.
         group_by (str): ``'sentence'`` (one sample per sentence) or ``'image'``
             (one sample per image with all its sentences).
+        polygons (str): ``'union'`` (0/1 masks) or ``'sum'`` (the polygons of an
+            annotation added, as EVF-SAM's and LISA's data code: overlaps are 2,
+            which ``ReferringMetric`` keeps out of the target and of I, in U).
     """
 
     METAINFO = dict(classes=('background', 'referred object'),
@@ -120,7 +143,11 @@ class RefCOCODataset(BaseSegDataset):
                  seg_map_suffix: str = '.png',
                  data_prefix: dict = dict(img_path='images/train2014'),
                  group_by: str = 'sentence',
+                 polygons: str = 'union',
                  **kwargs) -> None:
+        if polygons not in POLYGON_MERGES:
+            raise ValueError(f'polygons must be one of {POLYGON_MERGES}, got {polygons!r}')
+        self.polygons = polygons
         if group_by not in GROUP_BY:
             raise ValueError(f'group_by must be one of {GROUP_BY}, got {group_by!r}')
         self.group_by = group_by
@@ -172,7 +199,7 @@ class RefCOCODataset(BaseSegDataset):
                         f'image {img_path} of ref {ref["ref_id"]} '
                         f'({self.dataset} {self.split}) does not exist')
                 seen_images.add(img_path)
-            seg_path = write_referred_mask(ann, image, mask_dir)
+            seg_path = write_referred_mask(ann, image, mask_dir, self.polygons)
             for sent in ref['sentences']:
                 data_list.append(
                     dict(

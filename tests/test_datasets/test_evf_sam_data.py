@@ -92,3 +92,23 @@ def test_referring_metric_counts_each_expression():
     assert got['num_expressions'] == 4
     assert got['cIoU'] == pytest.approx(100 * 10 / 14)
     assert got['gIoU'] == pytest.approx(100 * (0.5 + 1 + 0 + 1) / 4)  # empty/empty counts 1
+
+
+def test_summed_polygons_as_the_authors(tmp_path):
+    import json
+    import os.path as osp
+    root = write_referring_shapes(str(tmp_path), dict(val=1), size=32)
+    path = osp.join(root, 'refcoco', 'instances.json')
+    inst = json.load(open(path))
+    inst['annotations'][0]['segmentation'].append([0.0, 0.0, 12.0, 0.0, 12.0, 12.0, 0.0, 12.0])
+    json.dump(inst, open(path, 'w'))
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadReferringMasks'),
+                dict(type='PackReferringInputs')]
+    union = build(root, 'val', pipeline, group_by='image')[0]['data_samples'].gt_sem_seg.data[0]
+    summed = build(root, 'val', pipeline, group_by='image',
+                   polygons='sum')[0]['data_samples'].gt_sem_seg.data[0]
+    assert union.max() == 1 and summed.max() == 2
+    assert torch.equal(summed.clamp(max=1), union)
+    assert osp.isfile(osp.join(root, 'refcoco', 'masks', f'{inst["annotations"][0]["id"]}_sum.png'))
+    with pytest.raises(ValueError, match="polygons must be one of"):
+        build(root, 'val', [], polygons='max')

@@ -278,7 +278,12 @@ class EVFSAM(BaseSegmentor):
                        "'expressions' (or 'expression') to the pipeline's meta_keys")
 
     def loss(self, inputs, data_samples: List[SegDataSample]) -> Dict[str, Tensor]:
-        """BCE + Dice of each expression's mask at its image's original size."""
+        """BCE + Dice of each expression's mask at its image's original size.
+
+        Targets are the mask values as they are (2 where summed polygons overlap, with
+        ``RefCOCODataset(polygons='sum')``, as in the authors' code); ``ignore_index``
+        pixels are left out of both terms.
+        """
         images = self._rgb_images(inputs)
         expressions = [self.sample_expressions(s) for s in data_samples]
         logits, _ = self.predict_logits(images, expressions)
