@@ -333,3 +333,26 @@ def test_parameter_counts_on_meta():
     assert lora_params == 6_291_456
     assert total == 1_315_105_072 + lora_params
     assert trainable == lora_params + 1_312_000 + 4_058_340 + 256
+
+
+@torch.no_grad()
+def test_release_layout_loads_into_a_lora_model(spm_file, released):
+    """The parameter-efficient variant starts from a release: base weights through peft's
+    ``base_layer`` names, LoRA tensors not in the file (B = 0: the release's outputs)."""
+    folder, state = released
+    cfg = tiny_cfg(spm_file, checkpoint=str(folder / 'pytorch_model.bin'))
+    cfg['fusion_encoder'] = dict(cfg['fusion_encoder'],
+                                 lora_cfg=dict(r=2, target_modules=('q_proj', 'v_proj')))
+    torch.manual_seed(3)
+    lora = MODELS.build(cfg)
+    lora.init_weights()
+    own = lora.state_dict()
+    key = 'fusion_encoder.encoder.layers.0.self_attn.q_proj.A.base_layer.weight'
+    released_key = 'mm_extractor.beit3.encoder.layers.0.self_attn.q_proj.A.weight'
+    torch.testing.assert_close(own[key], state[released_key].float())
+    trainable = {n for n, p in lora.fusion_encoder.named_parameters() if p.requires_grad}
+    assert trainable and all('lora_' in n for n in trainable)
+    plain = build(tiny_cfg(spm_file, checkpoint=str(folder / 'pytorch_model.bin')), seed=4)
+    img = image(64, 40, seed=7)
+    np.testing.assert_allclose(lora.eval().predict_expressions(img, WORDS[:2])['scores'],
+                               plain.predict_expressions(img, WORDS[:2])['scores'], atol=1e-5)
