@@ -124,7 +124,15 @@ def test_prompt_path_equals_reference_and_batches(model):
 def test_several_expressions_per_call_equal_one_call_each(model):
     img = image(50, 70, seed=1)
     texts = ['the red square', 'the square on the right', 'the green one', '[semantic] hat']
+    calls = []
+    hook = model.visual_model.image_encoder.register_forward_hook(
+        lambda mod, args, out: calls.append(args[0].shape[0]))
+    fused = []
+    hook2 = model.fusion_encoder.register_forward_hook(lambda mod, args, out: fused.append(out.shape[0]))
     out = model.predict_expressions(img, texts)
+    hook.remove()
+    hook2.remove()
+    assert calls == [1] and fused == [4]  # one SAM image pass, one BEiT-3 batch of 4
     assert out['masks'].shape == (4, 50, 70) and out['masks'].dtype == bool
     assert out['scores'].shape == (4,) and out['scores'].dtype == np.float32
     for i, t in enumerate(texts):
