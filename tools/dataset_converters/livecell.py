@@ -18,62 +18,26 @@ kept on a re-run unless ``--overwrite``. ``verify`` checks each split: ids match
 are single-channel 0/255 of their image's size, counts equal the source's where it
 publishes them. Faults are one ``error:`` line and exit with status 2.
 """
-import argparse
 import sys
 
-from mmsamptx.datasets.livecell import LIVECellDataset, LIVECELL_EXPECTED
-from mmsamptx.datasets.livecell import convert_livecell, download_livecell
-from mmsamptx.datasets.ptsam_binary import verify_split
-from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
+from mmsamptx.datasets.converter_cli import ptsam_converter_main
+from mmsamptx.datasets.livecell import (LIVECELL_EXPECTED, LIVECellDataset,
+                                        convert_livecell, download_livecell)
 
 # Images per split that the source publishes (verify checks them; {} = not published).
 EXPECTED = LIVECELL_EXPECTED
 
 
+def convert(args):
+    """``convert``: the official layout -> the binary layout; pairs written."""
+    return convert_livecell(args.raw, args.out, overwrite=args.overwrite)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest='cmd', required=True)
-    p = sub.add_parser('download', help='fetch + unpack the official files')
-    p.add_argument('--out', required=True)
-    p = sub.add_parser('convert', help='official layout -> binary layout')
-    p.add_argument('raw', help='folder with images/ and annotations/LIVECell/')
-    p.add_argument('--out', required=True)
-    p.add_argument('--overwrite', action='store_true')
-    p = sub.add_parser('verify', help='check a converted dataset')
-    p.add_argument('root')
-    p.add_argument('--split', choices=LIVECellDataset.SPLITS, default=None,
-                   help='one split (default: all)')
-    p.add_argument('--expect', type=int, default=None,
-                   help='image count expected for --split')
-    p.add_argument('--workers', type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, ValueError, RuntimeError,
-            DatasetVerificationError) as e:
-        parser.exit(2, f'{parser.prog}: error: {e}\n')
-
-
-def run(args):
-    """Run the parsed sub-command."""
-    if args.cmd == 'download':
-        print(f'ready: {download_livecell(args.out)}')
-    elif args.cmd == 'convert':
-        counts = convert_livecell(args.raw, args.out, overwrite=args.overwrite)
-        print(f'wrote {counts} image/mask pairs to {args.out}')
-    else:
-        if args.expect is not None and args.split is None:
-            raise ValueError('--expect needs --split')
-        splits = [args.split] if args.split else list(LIVECellDataset.SPLITS)
-        for split in splits:
-            expected = args.expect if args.split else EXPECTED.get(split)
-            rep = verify_split(args.root, split, LIVECellDataset.IMG_SUFFIX,
-                               expected, args.workers)
-            print(f'{split}: {rep["num_images"]} pairs, '
-                  f'{len(rep["images_without_labels"])} with an empty mask')
-            print(format_histogram(LIVECellDataset.METAINFO['classes'],
-                                   rep['image_histogram'], rep['pixel_histogram']))
-    return 0
+    return ptsam_converter_main(
+        argv, __doc__, LIVECellDataset, EXPECTED, download=download_livecell,
+        convert=convert,
+        raw_help='folder with images/ and annotations/LIVECell/')
 
 
 if __name__ == '__main__':

@@ -27,12 +27,13 @@ import argparse
 import os.path as osp
 import sys
 
+from mmsamptx.datasets.converter_cli import run_cli
 from mmsamptx.datasets.pascal_voc import (VOC_CLASSES, VOC_URL, download_voc,
                                           find_voc_root, verify_voc)
 from mmsamptx.datasets.published_splits import (fetch_published_split,
                                                 get_published_split,
                                                 resolve_published_name)
-from mmsamptx.datasets.utils import DatasetVerificationError, format_histogram
+from mmsamptx.datasets.utils import format_histogram
 
 
 def main(argv=None):
@@ -58,12 +59,7 @@ def main(argv=None):
                    help='VOC2012 folder whose files the list must name')
     p.add_argument('--splits-dir', default=None, help='split cache folder')
     p.add_argument('--base-url', default=None, help='download mirror')
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, ValueError, RuntimeError,
-            DatasetVerificationError) as e:
-        parser.exit(2, f'{parser.prog}: error: {e}\n')
+    return run_cli(parser, run, argv)
 
 
 def run(args):
