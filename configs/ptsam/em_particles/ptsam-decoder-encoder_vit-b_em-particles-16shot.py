@@ -1,9 +1,4 @@
-# PTSAM on EMParticles, 16 shots, decoder + image-encoder prompt tuning: plus 8 deep visual prompt tokens in
-# each of ViT-B's 12 blocks (12 x 8 x 768 = 73,728), the same tokens in every 14x14 window of a windowed
-# block. Trainable: 2,048 + 73,728 = 75,776. No embedding cache: the prompted encoder changes in training.
-_base_ = ['./ptsam-decoder_vit-b_em-particles-16shot.py']
-model = dict(
-    backbone=dict(prompt_cfg=dict(type='EncoderPromptTokens', num_tokens=8, depth='deep')),  # n_ie = 8
-    embedding_cache=None)
-# Encoder prompts start at std 0.02 (ViT scale): a smaller step than the decoder tokens'.
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone.prompt_tokens': dict(lr_mult=0.1)}))
+# EMParticles, 16 shots, SAM ViT-B: PTSAM, decoder + encoder prompts (75,776 trainable).
+# Method: ../_base_/ptsam_decoder_encoder.py; data: ../../_base_/datasets/ptsam_em_particles.py.
+_base_ = ['../_base_/ptsam_decoder_encoder.py', '../../_base_/datasets/ptsam_em_particles.py']
+model = dict(class_names='EMParticlesDataset')  # ('background', 'particle')

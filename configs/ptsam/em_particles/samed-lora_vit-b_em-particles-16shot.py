@@ -1,11 +1,4 @@
-# SAMed (arXiv 2304.13785) on EMParticles, 16 shots: LoRA of rank 4 on the query and value parts of the
-# fused qkv projection in every one of ViT-B's 12 blocks (12 x 2 x 2 x 768 x 4 = 147,456, B = 0 at the
-# start), plus the prompt-free fine-tuned mask decoder (4,058,340). Trainable: 4,205,796. Same recipe as
-# ./decoder-ft_vit-b_em-particles-16shot.py; no embedding cache (the adapted encoder changes in training).
-_base_ = ['./decoder-ft_vit-b_em-particles-16shot.py']
-model = dict(
-    backbone=dict(qkv_adapter_cfg=dict(type='LoRAQKV',
-                                       rank=4,              # SAMed's --rank default
-                                       targets=('q', 'v'),  # SAMed's linear_a_q/_b_q, _a_v/_b_v
-                                       alpha=None)),        # no factor (alpha = rank)
-    embedding_cache=None)
+# EMParticles, 16 shots, SAM ViT-B: SAMed, LoRA r=4 on q, v + decoder (4,205,796).
+# Method: ../_base_/samed_lora.py; data: ../../_base_/datasets/ptsam_em_particles.py.
+_base_ = ['../_base_/samed_lora.py', '../../_base_/datasets/ptsam_em_particles.py']
+model = dict(class_names='EMParticlesDataset')  # ('background', 'particle')

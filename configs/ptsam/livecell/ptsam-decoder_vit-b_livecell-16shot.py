@@ -1,20 +1,5 @@
-# PTSAM (arXiv 2504.16739) on LIVECell, 16 shots: 8 learnable prompt tokens join SAM's mask-decoder
-# sparse prompts (8 x 256 = 2,048 trainable parameters); all of SAM ViT-B stays frozen. Trained without
-# any point, tested without any prompt ('auto'). The frozen, unadapted encoder's embeddings are cached.
+# LIVECell, 16 shots, SAM ViT-B: PTSAM, mask-decoder prompt tuning (2,048 trainable).
+# Method: ../_base_/ptsam_decoder.py; data: ../../_base_/datasets/ptsam_livecell.py.
 # The paper's number for this cell: docs/ptsam_baselines.md (model zoo).
-_base_ = [
-    '../../_base_/models/sam_vit_b.py', '../../_base_/datasets/ptsam_livecell.py',
-    '../_base_/ptsam_schedule.py', '../../_base_/default_runtime.py'
-]
-model = dict(
-    class_names='LIVECellDataset',  # ('background', 'cell')
-    backbone=dict(adapter_cfg=None),
-    decode_head=dict(
-        frozen_decoder=True,
-        prompt_cfg=dict(type='DecoderPromptTokens', num_tokens=8)),  # n_md = 8 tokens of 256
-    text_encoder=None,
-    train_cfg=dict(_delete_=True, classes_per_image=1, num_points=0, target_classes=[1]),
-    test_cfg=dict(_delete_=True, mode='auto', target_classes=[1]),
-    embedding_cache=dict(type='memory'))
-# Prompt tokens (std 1, like SAM's point embeddings) take a larger step than weights.
-optim_wrapper = dict(optimizer=dict(lr=1e-2, weight_decay=0.0))
+_base_ = ['../_base_/ptsam_decoder.py', '../../_base_/datasets/ptsam_livecell.py']
+model = dict(class_names='LIVECellDataset')  # ('background', 'cell')
