@@ -6,6 +6,12 @@
 converter (``download`` / ``convert`` / ``verify``, docs/ptsam.md): the tool
 names only what is its dataset's own (the dataset class, the download and
 convert functions, the published split sizes).
+
+``convert`` writes ``<out>/<split>/images/<id>`` (the official file, copied) and
+``<out>/<split>/masks/<id>.png`` (0/255) through ``atomic_write``; existing outputs are
+kept on a re-run unless ``--overwrite``. ``verify`` checks each split: ids match, masks
+are single-channel 0/255 of their image's size, counts equal the source's where it
+publishes them. Faults are one ``error:`` line and exit with status 2.
 """
 import argparse
 from typing import Callable, Dict, Optional, Sequence, Tuple

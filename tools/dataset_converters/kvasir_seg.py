@@ -11,11 +11,8 @@ Usage::
     python tools/dataset_converters/ptsam_few_shot.py data/ptsam/kvasir_seg --dataset kvasir_seg \
         --num-shots 16 --seed 0
 
-``convert`` writes ``<out>/<split>/images/<id>`` (the official file, copied) and
-``<out>/<split>/masks/<id>.png`` (0/255) through ``atomic_write``; existing outputs are
-kept on a re-run unless ``--overwrite``. ``verify`` checks each split: ids match, masks
-are single-channel 0/255 of their image's size, counts equal the source's where it
-publishes them. Faults are one ``error:`` line and exit with status 2.
+What ``convert`` writes, what ``verify`` checks, how faults exit: the docstring of
+``mmsamptx/datasets/converter_cli.py``.
 """
 import sys
 
