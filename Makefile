@@ -6,6 +6,8 @@ PIP := $(PY) -m pip
 # Where a prebuilt mmcv wheel may lie (the project's shared folder); pip builds from source otherwise.
 WHEELS ?= ../shared/wheels
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test` (files are spread over them; 2 fits this 2-core, 24 GiB machine)
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test bench clean web
 
@@ -37,7 +39,7 @@ web: install
 	$(PY) tools/web_demo.py
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: install
 	$(PY) tools/benchmark.py --arch vit_b --img-size 512 --batch 1 --classes-per-image 4 \
