@@ -56,6 +56,19 @@ rows:
                  (VOC: 20), s/image: ours' predict (test_cfg.mode='text', class chunks)
                  against one full reference sample per class
 
+``--method evf_sam`` measures EVF-SAM (one model, random weights, a small
+sentencepiece model trained on the fly in BEiT-3's id layout) against itself
+used the other way:
+
+  multi_expression  E expressions of one image in one call (one SAM image
+                    encoding; the expressions through BEiT-3 and the decoder as
+                    one padded batch) against one call per expression, the
+                    official inference path, s/image; checked first to give
+                    the same masks
+  train             training step with BEiT-3's activation checkpointing
+                    (``with_cp``) on against off, images/s (its price)
+  train_memory      peak memory of that training step, checkpointing on against off
+
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the allocation
 before the step; on CPU the growth of the process's peak resident set size
 (VmHWM, reset through /proc/self/clear_refs after ``malloc_trim``) above its
@@ -112,9 +125,13 @@ MIB = 1024.0 * 1024.0
 AUTO_CHUNK_TOKENS = 2048
 #: --method: the default config of each method
 METHOD_CONFIGS = {'samptx': 'configs/samptx_ade20k_1-64.py',
-                  'clip_guided_sam': 'configs/clip_guided_sam/cgs_voc_1-16.py'}
+                  'clip_guided_sam': 'configs/clip_guided_sam/cgs_voc_1-16.py',
+                  'evf_sam': 'configs/evf_sam/evf-sam_vit-h_refcoco-mix.py'}
 #: the rows of --method clip_guided_sam (see the CLIP-Guided SAM section)
 CGS_ROWS = ('train', 'train_memory', 'text_only')
+#: the rows of --method evf_sam (see the EVF-SAM section)
+EVF_ROWS = ('multi_expression', 'train', 'train_memory')
+METHOD_ROWS = {'samptx': ALL_ROWS, 'clip_guided_sam': CGS_ROWS, 'evf_sam': EVF_ROWS}
 
 
 # --------------------------------------------------------------------------- arguments
@@ -141,7 +158,9 @@ def parse_args(argv=None):
                         help="what is compared: 'samptx' (SAM-PTx against segment_anything, rows "
                              f"{','.join(ALL_ROWS)}) or 'clip_guided_sam' (CLIP-Guided SAM against "
                              "a reference that computes as its authors' code does, rows "
-                             f"{','.join(CGS_ROWS)})")
+                             f"{','.join(CGS_ROWS)}) or 'evf_sam' (EVF-SAM: several expressions "
+                             "per call against one call each, BEiT-3 checkpointing on against "
+                             f"off; rows {','.join(EVF_ROWS)})")
     parser.add_argument('--config', default=None,
                         help='model config (its model dict is built; default: the method\'s '
                              'headline, ' + ', '.join(f'{m}: {c}' for m, c in METHOD_CONFIGS.items())
@@ -158,6 +177,11 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, default=1, help='images per training step')
     parser.add_argument('--classes-per-image', type=int, default=4,
                         help='K: (image, class) samples per image, in training and infer_image')
+    parser.add_argument('--expressions', type=int, default=4,
+                        help='--method evf_sam: referring expressions per image')
+    parser.add_argument('--beit3-arch', default=None,
+                        help="--method evf_sam: BEiT-3 arch ('large', 'base', 'tiny'; default the "
+                             "config's)")
     parser.add_argument('--points', type=int, default=None,
                         help="N: positive points per (image, class) sample, in training and "
                              "inference, on both sides (default: the config's train_cfg.num_points; "
@@ -238,7 +262,7 @@ def parse_args(argv=None):
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.config is None:
         args.config = osp.join(REPO, METHOD_CONFIGS[args.method])
-    method_rows = CGS_ROWS if args.method == 'clip_guided_sam' else ALL_ROWS
+    method_rows = METHOD_ROWS[args.method]
     if args.rows is None:
         args.rows = ','.join(method_rows)
     rows = [r.strip() for r in args.rows.split(',') if r.strip()]
@@ -252,7 +276,7 @@ def parse_args(argv=None):
         parser.error(f'--cache-variants: choose from {",".join(CACHE_VARIANTS)}, got {args.cache_variants!r}')
     args.cache_variants = variants
     for name in ('img_size', 'batch', 'classes_per_image', 'repeats', 'text_classes', 'shared_k',
-                 'memory_repeats', 'cache_steps', 'clip_size'):
+                 'memory_repeats', 'cache_steps', 'clip_size', 'expressions'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1')
     if args.warmup < 0:
@@ -1069,7 +1093,8 @@ def profiled_tensor_peak(fn):
 
 def make_sides(args, cfg, device, which=('ours', 'ref')):
     """The method's two sides: :class:`Sides` (SAM-PTx) or :class:`CGSSides`."""
-    return (CGSSides if args.method == 'clip_guided_sam' else Sides)(args, cfg, device, which)
+    kind = {'clip_guided_sam': CGSSides, 'evf_sam': EVFSides}.get(args.method, Sides)
+    return kind(args, cfg, device, which)
 
 
 def memory_step(args, cfg, device, row, side):
@@ -1706,6 +1731,215 @@ def cgs_timed_rows(sides, args, device, log, result):
             'name and every redundant prompt, and SAM'))
 
 
+# ----------------------------------------------------------------------------- EVF-SAM
+#: expressions the EVF-SAM rows draw from (and train their small sentencepiece model on)
+EVF_EXPRESSIONS = (
+    'the man on the left', 'a red car parked by the road', 'the smallest dog',
+    'the woman in a blue coat holding an umbrella', 'the second bottle from the right',
+    'the tree behind the house', 'a white plate with bread on it', 'the boy wearing a cap',
+    'the chair nearest to the window', 'the zebra at the top left', 'the large brown horse',
+    'the person sitting on the bench')
+
+
+def evf_tokenizer_file(folder):
+    """A small sentencepiece model trained on :data:`EVF_EXPRESSIONS`: BEiT-3's tokenizer file
+    (beit3.spm) cannot be downloaded here, and tokenising is a negligible part of a call; the ids
+    still follow BEiT-3's layout through :class:`BEiT3Tokenizer`."""
+    import io
+
+    import sentencepiece as spm
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(EVF_EXPRESSIONS * 8), model_writer=buf,
+                                   vocab_size=120, character_coverage=1.0, hard_vocab_limit=False,
+                                   minloglevel=2)
+    path = osp.join(folder, 'bench.spm')
+    with open(path, 'wb') as f:
+        f.write(buf.getvalue())
+    return path
+
+
+def load_evf_config(args, spm_file):
+    """The EVF-SAM config with random weights (no files, no network), ``--arch`` for SAM,
+    ``--beit3-arch`` for BEiT-3, ``--img-size`` as SAM's input side."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import mmsamptx  # noqa: F401  (registers the components)
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(args.config)
+    model = cfg.model
+    if model.get('type') != 'EVFSAM':
+        raise SystemExit(f'{args.config}: --method evf_sam needs an EVFSAM model, got '
+                         f'{model.get("type")!r}')
+    model.checkpoint = None
+    model.visual_model.checkpoint = None
+    model.visual_model.img_size = args.img_size
+    if args.arch is not None:
+        model.visual_model.arch = args.arch
+    if args.beit3_arch is not None:
+        model.fusion_encoder.arch = args.beit3_arch
+    model.fusion_encoder.init_cfg = None
+    model.tokenizer = dict(model_file=spm_file)
+    return cfg
+
+
+class EVFSides:
+    """One EVF-SAM model (random weights) called the two ways each row compares.
+
+    ``multi_expression``: ours gives all E expressions of an image in one call (one SAM image
+    encoding, the expressions through BEiT-3 and the decoder as one padded batch); the reference
+    makes one call per expression, as the official inference path does (SAM's image encoder,
+    BEiT-3 and the decoder once per expression). ``train`` / ``train_memory``: one training step
+    (E expressions, BCE + Dice at the original size, backward, a plain SGD step, which holds no
+    optimiser state) with BEiT-3's activation checkpointing on (ours) and off (reference); the
+    same weights, the flag flipped per step.
+    """
+
+    def __init__(self, args, cfg, device, which=('ours', 'ref')):
+        from mmengine.structures import PixelData
+        from mmseg.registry import MODELS
+        from mmseg.structures import SegDataSample
+        self.args, self.device = args, device
+        torch.manual_seed(args.seed)
+        self.model = MODELS.build(cfg.model).to(device)
+        g = torch.Generator().manual_seed(args.seed + 1)
+        h, w = args.img_size * 3 // 4, args.img_size  # not square: SAM's resize and crop run
+        self.images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8).to(device)
+                       for _ in range(args.batch)]
+        e = args.expressions
+        order = torch.randperm(len(EVF_EXPRESSIONS), generator=g).tolist()
+        self.expressions = [[EVF_EXPRESSIONS[order[(b * e + j) % len(order)]] for j in range(e)]
+                            for b in range(args.batch)]
+        self.samples = []
+        for b in range(args.batch):
+            gt = torch.zeros(e, h, w, dtype=torch.long)
+            for j in range(e):  # a box per expression
+                y0, x0 = int(torch.randint(0, h // 2, (1,), generator=g)), int(
+                    torch.randint(0, w // 2, (1,), generator=g))
+                gt[j, y0:y0 + h // 3, x0:x0 + w // 3] = 1
+            ds = SegDataSample(metainfo=dict(ori_shape=(h, w), img_shape=(h, w),
+                                             img_path=f'bench_{b}.png',
+                                             expressions=self.expressions[b]))
+            ds.gt_sem_seg = PixelData(data=gt.to(device))
+            self.samples.append(ds)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(params, lr=1e-6)
+
+    # inference -----------------------------------------------------------------------
+    @torch.no_grad()
+    def ours_infer(self):
+        """All expressions of image 0 in one call."""
+        self.model.eval()
+        return self.model.predict_logits(self.images[:1], self.expressions[:1])[0][0]
+
+    @torch.no_grad()
+    def ref_infer(self):
+        """One call per expression of image 0 (the image encoded again each time)."""
+        self.model.eval()
+        return torch.cat([self.model.predict_logits(self.images[:1], [[t]])[0][0]
+                          for t in self.expressions[0]])
+
+    # training ------------------------------------------------------------------------
+    def _train_step(self, with_cp):
+        model = self.model
+        model.train()
+        model.fusion_encoder.with_cp = with_cp
+        losses = model.loss(self.images, self.samples)
+        sum(losses.values()).backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+    def ours_train_step(self):
+        self._train_step(True)
+
+    def ref_train_step(self):
+        self._train_step(False)
+
+
+def check_evf_equivalence(sides, args):
+    """Assert in fp32 that one call with all expressions gives the masks of one call each, and
+    that a training step's losses are the same with and without checkpointing."""
+    model = sides.model
+    ours, ref = sides.ours_infer(), sides.ref_infer()
+    scale = ref.abs().max().item()
+    diff = (ours - ref).abs().max().item()
+    agree = ((ours > 0) == (ref > 0)).float().mean().item()
+    model.train()
+    losses = []
+    for with_cp in (True, False):
+        model.fusion_encoder.with_cp = with_cp
+        got = model.loss(sides.images[:1], sides.samples[:1])
+        losses.append(sum(v.item() for v in got.values()))
+        model.zero_grad(set_to_none=True)
+    loss_diff = abs(losses[0] - losses[1]) / max(abs(losses[1]), 1e-6)
+    result = dict(samples=len(sides.expressions[0]), rel_logit_diff=diff / max(scale, 1e-12),
+                  max_abs_logit=scale, mask_agreement=agree, max_rel_loss_diff=loss_diff,
+                  tolerance=args.check_tol, loss_tolerance=args.check_tol / 10)
+    result['passed'] = bool(result['rel_logit_diff'] <= args.check_tol
+                            and loss_diff <= result['loss_tolerance'])
+    if not result['passed']:
+        raise AssertionError(f'one call with all expressions and one call each do not give the '
+                             f'same masks (or checkpointing changes the loss): {result}')
+    return result
+
+
+def evf_main(args, log):
+    """--method evf_sam: its rows (see the module docstring), or one memory worker."""
+    import tempfile
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device here')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_evf_config(args, evf_tokenizer_file(tmp))
+        if args.worker:
+            run_worker(args, cfg, device)
+            return 0
+        started = datetime.datetime.now(datetime.timezone.utc)
+        load_before = load_average()
+        vm, fe = cfg.model.visual_model, cfg.model.fusion_encoder
+        e = args.expressions
+        result = dict(method='evf_sam', device=describe_device(device), rows=[], notes=[],
+                      config=osp.relpath(osp.abspath(args.config), REPO), arch=vm.arch,
+                      beit3_arch=fe.arch, img_size=args.img_size, batch=args.batch,
+                      expressions_per_image=e, warmup=args.warmup, repeats=args.repeats,
+                      command='python tools/benchmark.py ' + ' '.join(args.argv),
+                      date=started.isoformat(timespec='seconds'), load_average_before=load_before,
+                      **memory_description(args, device))
+        log('building EVF-SAM (random weights) ...')
+        sides = EVFSides(args, cfg, device)
+        log('checking that one call with all expressions equals one call each ...')
+        result['equivalence'] = check_evf_equivalence(sides, args)
+        log(f'  equivalence: {result["equivalence"]}')
+        if 'multi_expression' in args.rows:
+            log(f'inference, {e} expressions of one image ...')
+            t = interleaved(dict(ours=sides.ours_infer, ref=sides.ref_infer), args.warmup,
+                            args.repeats, device, log)
+            result['rows'].append(timed_row(
+                f'inference, {e} expressions of one image: one call vs one call each', t,
+                's/image', 1,
+                'ours: one SAM image encoding, the expressions through BEiT-3 and the mask decoder '
+                'as one padded batch; reference: one call per expression (the official inference '
+                'path: SAM image encoder, BEiT-3 and decoder each time)'))
+        if 'train' in args.rows:
+            log('training step, BEiT-3 checkpointing on vs off ...')
+            t = interleaved(dict(ours=sides.ours_train_step, ref=sides.ref_train_step),
+                            args.warmup, args.repeats, device, log)
+            result['rows'].append(timed_row(
+                f'training step (batch {args.batch}, {e} expr./image): BEiT-3 with_cp on vs off',
+                t, 'images/s', args.batch,
+                'the price of checkpointing: each BEiT-3 layer runs again in the backward pass'))
+        del sides
+        _release_free_memory()
+        if 'train_memory' in args.rows:
+            result['rows'].append(memory_row(
+                args, cfg, device, log, 'train_memory',
+                f'training step peak memory (batch {args.batch}, {e} expr./image): BEiT-3 '
+                'with_cp on vs off'))
+        return write_result(result, args, started, load_before)
+
+
 # ------------------------------------------------------------------------------- main
 def bound_of(oom):
     """What an out-of-memory side makes of a memory row's ratio: its value is a lower bound, so
@@ -1755,16 +1989,60 @@ def setup(args):
     return device, cfg
 
 
+def memory_row(args, cfg, device, log, row, label):
+    """A peak-memory row: each side in fresh subprocesses (or inline), plus on the CPU the
+    profiler's tensor-allocation peak; out-of-memory sides give bounds."""
+    log(f'{row} (fresh subprocess per side) ...')
+    ours_mib, ref_mib, peaks, oom = memory_in_subprocesses(args, row, log, '', cfg, device)
+    samples = dict(ours_mib=peaks['ours'], reference_mib=peaks['ref'])
+    notes = [out_of_memory_note(oom, device)] if oom else []
+    t_oom = set()
+    if device.type == 'cpu' and args.tensor_memory:
+        if oom:  # the profiler's run would die the same way, for no new number
+            notes.append('tensor-allocation peak not measured (a side ran out of memory)')
+        else:
+            t_ours, t_ref, t_peaks, t_oom = memory_in_subprocesses(args, row, log, ':tensors',
+                                                                   cfg, device)
+            samples.update(ours_tensor_mib=t_peaks['ours'], reference_tensor_mib=t_peaks['ref'])
+            notes.append(f'torch.profiler tensor-allocation peak: ours {t_ours:.0f} MiB, '
+                         f'reference {"at least " if "ref" in t_oom else ""}{t_ref:.0f} MiB '
+                         f'(ratio {ratio_of(t_ours, t_ref, "MiB"):.2f})')
+    row_ = make_row(label, ours_mib, ref_mib, 'MiB', samples, '; '.join(notes) or None)
+    if oom:
+        row_['bound'] = bound_of(oom)
+    if device.type == 'cpu' and args.tensor_memory and not oom:
+        row_.update(ours_tensor_mib=t_ours, reference_tensor_mib=t_ref,
+                    tensor_ratio=ratio_of(t_ours, t_ref, 'MiB'))
+        if t_oom:
+            row_['tensor_bound'] = bound_of(t_oom)
+    return row_
+
+
+def memory_description(args, device):
+    """How the memory rows were measured, for the JSON."""
+    return dict(
+        memory_method=('torch.cuda.max_memory_allocated above the allocation before the step'
+                       if device.type == 'cuda' else
+                       'growth of peak RSS (VmHWM reset via /proc/self/clear_refs) above the RSS '
+                       'before the step'),
+        memory_isolation=('each side in its own fresh subprocess'
+                          if args.memory_isolation == 'subprocess' else
+                          'inline: both sides in this process, one after the other'))
+
+
+def log_stderr(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.method == 'evf_sam':
+        return evf_main(args, log_stderr)
     device, cfg = setup(args)
     if args.worker:
         run_worker(args, cfg, device)
         return 0
-
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
-
+    log = log_stderr
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = load_average()
     result = dict(device=describe_device(device), rows=[], notes=[],
@@ -1783,14 +2061,7 @@ def main(argv=None):
                   warmup=args.warmup, repeats=args.repeats,
                   command='python tools/benchmark.py ' + ' '.join(args.argv),
                   date=started.isoformat(timespec='seconds'), load_average_before=load_before,
-                  memory_method=('torch.cuda.max_memory_allocated above the allocation before the step'
-                                 if device.type == 'cuda' else
-                                 'growth of peak RSS (VmHWM reset via /proc/self/clear_refs) above '
-                                 'the RSS before the step'),
-                  memory_isolation=('each side in its own fresh subprocess'
-                                    if args.memory_isolation == 'subprocess' else
-                                    'inline: both sides in this process, one after the other'),
-                  method=args.method)
+                  **memory_description(args, device), method=args.method)
     if args.method == 'clip_guided_sam':
         g = cfg.model.guide
         result['clip'] = dict(model_name=g.model_name, clip_size=g.clip_size,
@@ -1831,30 +2102,7 @@ def main(argv=None):
             ('infer_memory', f'inference peak memory ({args.batch} image(s), {k} class prompts each)')):
         if row not in rows:
             continue
-        log(f'{row} (fresh subprocess per side) ...')
-        ours_mib, ref_mib, peaks, oom = memory_in_subprocesses(args, row, log, '', cfg, device)
-        samples = dict(ours_mib=peaks['ours'], reference_mib=peaks['ref'])
-        notes = [out_of_memory_note(oom, device)] if oom else []
-        t_oom = set()
-        if device.type == 'cpu' and args.tensor_memory:
-            if oom:  # the profiler's run would die the same way, for no new number
-                notes.append('tensor-allocation peak not measured (a side ran out of memory)')
-            else:
-                t_ours, t_ref, t_peaks, t_oom = memory_in_subprocesses(args, row, log, ':tensors',
-                                                                       cfg, device)
-                samples.update(ours_tensor_mib=t_peaks['ours'], reference_tensor_mib=t_peaks['ref'])
-                notes.append(f'torch.profiler tensor-allocation peak: ours {t_ours:.0f} MiB, '
-                             f'reference {"at least " if "ref" in t_oom else ""}{t_ref:.0f} MiB '
-                             f'(ratio {ratio_of(t_ours, t_ref, "MiB"):.2f})')
-        row_ = make_row(label, ours_mib, ref_mib, 'MiB', samples, '; '.join(notes) or None)
-        if oom:
-            row_['bound'] = bound_of(oom)
-        if device.type == 'cpu' and args.tensor_memory and not oom:
-            row_.update(ours_tensor_mib=t_ours, reference_tensor_mib=t_ref,
-                        tensor_ratio=ratio_of(t_ours, t_ref, 'MiB'))
-            if t_oom:
-                row_['tensor_bound'] = bound_of(t_oom)
-        result['rows'].append(row_)
+        result['rows'].append(memory_row(args, cfg, device, log, row, label))
     if 'text150' in rows:
         log('text-only inference over the vocabulary ...')
         row, note = text150_row(args, cfg, device, log)
@@ -1867,6 +2115,11 @@ def main(argv=None):
         got, notes = cache_rows(args, cfg, device, log)
         result['rows'].extend(got)
         result['notes'].extend(notes)
+    return write_result(result, args, started, load_before)
+
+
+def write_result(result, args, started, load_before):
+    """Finish the result (load, seconds), print the table and write --json / --plot."""
     result['load_average_after'] = load_average()
     result['seconds'] = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
     print_table(result['rows'])
@@ -1910,7 +2163,8 @@ def plot_ratios(result, out_png):
     ax.invert_yaxis()
     ax.set_xlabel('ours vs reference (above 1: ours better)')
     ax.set_xlim(0, max(ratios + [1.0]) * 1.25)
-    ax.set_title(f"{result['arch']} {result['img_size']}px, K={result['classes_per_image']}: "
+    k = result.get('classes_per_image', result.get('expressions_per_image'))
+    ax.set_title(f"{result['arch']} {result['img_size']}px, K={k}: "
                  f"{result['device'][:70]}", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()

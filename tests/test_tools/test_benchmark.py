@@ -357,3 +357,24 @@ def test_clip_guided_sam_rows_against_the_authors_way(tmp_path):
     for row in result['rows']:
         for key in ('ours', 'reference', 'ratio'):
             assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, row
+
+
+def test_evf_sam_rows_one_call_against_one_call_each(tmp_path):
+    """--method evf_sam (tiny SAM + tiny BEiT-3, in-process, memory inline): several expressions in
+    one call give the masks of one call per expression (checked before timing), and the
+    multi-expression and checkpointing-memory rows each hold a number for both sides."""
+    tool = load_tool()
+    out = tmp_path / 'evf.json'
+    assert tool.main(TINY + ['--method', 'evf_sam', '--beit3-arch', 'tiny', '--expressions', '2',
+                             '--rows', 'multi_expression,train_memory', '--memory-isolation', 'inline',
+                             '--no-tensor-memory', '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['method'] == 'evf_sam'
+    assert result['config'] == 'configs/evf_sam/evf-sam_vit-h_refcoco-mix.py'
+    assert (result['arch'], result['beit3_arch'], result['expressions_per_image']) == ('tiny', 'tiny', 2)
+    eq = result['equivalence']
+    assert eq['passed'] and eq['rel_logit_diff'] <= eq['tolerance'] and eq['mask_agreement'] == 1.0
+    assert [r['unit'] for r in result['rows']] == ['s/image', 'MiB']
+    for row in result['rows']:
+        for key in ('ours', 'reference', 'ratio'):
+            assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, row
