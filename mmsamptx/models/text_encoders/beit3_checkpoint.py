@@ -11,13 +11,14 @@ shape mismatch raises, naming the first bad key (and both shapes). Tensors are
 cast to the module's dtype one by one (EVF-SAM's files are fp16).
 """
 import logging
-import os
 import os.path as osp
 from typing import Dict, Mapping, Optional
 
 import torch
 from mmengine.logging import print_log
 from torch import nn
+
+from ...utils.download import hub_path, resolve_file  # noqa: F401  (hub_path: re-exported)
 
 BEIT3_URL_BASE = 'https://github.com/addf400/files/releases/download/beit3'
 BEIT3_CHECKPOINT_URLS = {
@@ -26,41 +27,6 @@ BEIT3_CHECKPOINT_URLS = {
 }
 _URL_BY_FILE = {osp.basename(url): url for url in BEIT3_CHECKPOINT_URLS.values()}
 INIT_FILE_PREFIX = 'beit3.'
-
-
-def hub_path(url: str) -> str:
-    """Where a file downloaded from ``url`` is kept: the torch hub cache's ``checkpoints``."""
-    return osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(url))
-
-
-def resolve_file(path_or_url: str, what: str, known_urls: Optional[Mapping[str, str]] = None) -> str:
-    """A local path for ``path_or_url``; a URL is downloaded once into the torch hub cache.
-
-    Offline, the error names the URL and the destination to put the file at. A
-    local path that does not exist is named, with the official URL when its file
-    name is a known one (``known_urls``: file name -> URL).
-    """
-    path_or_url = os.fspath(path_or_url)
-    if path_or_url.startswith(('http://', 'https://')):
-        dst = hub_path(path_or_url)
-        if not osp.isfile(dst):
-            os.makedirs(osp.dirname(dst), exist_ok=True)
-            try:
-                # download_url_to_file writes a temporary file and renames it.
-                torch.hub.download_url_to_file(path_or_url, dst, progress=True)
-            except Exception as e:  # network errors come in many types
-                raise RuntimeError(
-                    f'could not download the {what} {path_or_url} ({type(e).__name__}: {e}); '
-                    f'download it on a machine with internet and put it at {dst}, '
-                    'or pass its local path') from e
-        return dst
-    if not osp.isfile(path_or_url):
-        hint = ''
-        url = (known_urls or {}).get(osp.basename(path_or_url))
-        if url is not None:
-            hint = f' It is the official file {url}; pass the URL to download it into {hub_path(url)}.'
-        raise FileNotFoundError(f'{what} not found: {path_or_url!r}.{hint}')
-    return path_or_url
 
 
 def read_beit3_init_file(checkpoint: str, prefix: str = INIT_FILE_PREFIX) -> Dict[str, torch.Tensor]:

@@ -18,13 +18,12 @@ tensors excepted) or a shape mismatch raises, naming the first bad key (and both
 tensor is cast to the dtype of the parameter it lands in. A file of the other SAM generation
 (EVF-SAM2's SAM-2 keys into a SAM-1 visual model) is refused by name before anything loads.
 """
-import os
-import os.path as osp
 from typing import Dict, Optional
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+from ...utils.download import hub_path, resolve_file
 
 HF_RESOLVE = 'https://huggingface.co/{repo}/resolve/main/{file}'
 #: The released files (method notes §6.1). The weights are fp16; the multitask release adds
@@ -61,47 +60,14 @@ def release_url(name: str, file: str = 'weights') -> str:
     return HF_RESOLVE.format(repo=info['repo'], file=info.get(file, file))
 
 
-def evf_hub_path(url: str) -> str:
-    """Where a file downloaded from ``url`` is kept in the torch hub cache.
-
-    Hugging Face files are kept per repository (``checkpoints/<owner>--<repo>/<file>``):
-    every release names its weights ``pytorch_model.bin``.
-    """
-    parts = urlparse(url).path.strip('/').split('/')
-    root = osp.join(torch.hub.get_dir(), 'checkpoints')
-    if 'huggingface.co' in urlparse(url).netloc and len(parts) >= 5 and parts[2] == 'resolve':
-        return osp.join(root, f'{parts[0]}--{parts[1]}', *parts[4:])
-    return osp.join(root, osp.basename(url))
-
-
-def resolve_evf_file(path_or_url: str, what: str = 'EVF-SAM checkpoint') -> str:
-    """A local path for a file or URL; a URL is downloaded once into the torch hub cache.
-
-    Offline, the error names the URL and the destination to put the file at.
-    """
-    path_or_url = os.fspath(path_or_url)
-    if path_or_url.startswith(('http://', 'https://')):
-        dst = evf_hub_path(path_or_url)
-        if not osp.isfile(dst):
-            os.makedirs(osp.dirname(dst), exist_ok=True)
-            try:
-                # download_url_to_file writes a temporary file and renames it.
-                torch.hub.download_url_to_file(path_or_url, dst, progress=True)
-            except Exception as e:  # network errors come in many types
-                raise RuntimeError(
-                    f'could not download the {what} {path_or_url} ({type(e).__name__}: {e}); '
-                    f'download it on a machine with internet and put it at {dst}, '
-                    'or pass its local path') from e
-        return dst
-    if not osp.isfile(path_or_url):
-        raise FileNotFoundError(f'{what} not found: {path_or_url!r}')
-    return path_or_url
+# Where a release file is kept (per Hugging Face repository): the library's one hub path.
+evf_hub_path = hub_path
 
 
 def read_evf_state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
     """Read a release's tensors safely: ``safetensors`` for ``*.safetensors``, else
     ``torch.load(weights_only=True)`` (memory-mapped where the file allows)."""
-    path = resolve_evf_file(checkpoint)
+    path = resolve_file(checkpoint, 'EVF-SAM checkpoint')
     try:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file

@@ -5,12 +5,13 @@ start with ``image_encoder.``, ``prompt_encoder.`` or ``mask_decoder.``. Each of
 our components keeps SAM's parameter names below one of these prefixes, so a
 component loads its part by stripping the prefix; nothing else is renamed.
 """
-import os
 import os.path as osp
 from typing import Callable, Dict, Iterable, Optional
 
 import torch
 import torch.nn as nn
+
+from ...utils.download import resolve_file
 
 SAM_CHECKPOINT_URLS = {
     'vit_b': 'https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth',
@@ -20,10 +21,6 @@ SAM_CHECKPOINT_URLS = {
 _URL_BY_FILE = {osp.basename(url): url for url in SAM_CHECKPOINT_URLS.values()}
 
 
-def _hub_path(url: str) -> str:
-    return osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(url))
-
-
 def resolve_sam_checkpoint(checkpoint: str) -> str:
     """Turn a local path or an official URL into a local file path.
 
@@ -31,27 +28,7 @@ def resolve_sam_checkpoint(checkpoint: str) -> str:
     path that does not exist, the error names the file, the official URL and
     where to put the file.
     """
-    checkpoint = os.fspath(checkpoint)
-    if checkpoint.startswith(('http://', 'https://')):
-        dst = _hub_path(checkpoint)
-        if not osp.isfile(dst):
-            os.makedirs(osp.dirname(dst), exist_ok=True)
-            try:
-                # download_url_to_file writes a temporary file and renames it.
-                torch.hub.download_url_to_file(checkpoint, dst, progress=True)
-            except Exception as e:  # network errors come in many types
-                raise RuntimeError(
-                    f'Could not download the SAM checkpoint {checkpoint} ({type(e).__name__}: {e}). '
-                    f'Download it on a machine with internet and put it at {dst}, '
-                    f'or pass its local path as `checkpoint`.') from e
-        return dst
-    if not osp.isfile(checkpoint):
-        hint = ''
-        url = _URL_BY_FILE.get(osp.basename(checkpoint))
-        if url is not None:
-            hint = f' It is the official file {url}; download it there, or pass the URL to download it into {_hub_path(url)}.'
-        raise FileNotFoundError(f'SAM checkpoint not found: {checkpoint!r}.{hint}')
-    return checkpoint
+    return resolve_file(checkpoint, 'SAM checkpoint', _URL_BY_FILE)
 
 
 def load_sam_state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
