@@ -46,7 +46,7 @@ bench: install
 		--warmup 1 --repeats 3 --text-img-size 256 --json work_dirs/benchmark/bench.json \
 		--plot work_dirs/benchmark/bench.png
 	$(PY) tools/benchmark.py --method clip_guided_sam --arch vit_b --img-size 512 --clip-size 256 \
-		--batch 1 --classes-per-image 2 --warmup 1 --repeats 2 \
+		--batch 1 --classes-per-image 4 --warmup 1 --repeats 2 \
 		--json work_dirs/benchmark/bench_cgs.json --plot work_dirs/benchmark/bench_cgs.png
 
 clean:
