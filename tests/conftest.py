@@ -30,3 +30,31 @@ def tiny_sam_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp('ckpt') / 'sam_tiny.pth'
     torch.save(sam.state_dict(), path)
     return str(path), sam
+
+
+def _drop_closed_log_streams():
+    """Remove log handlers whose stream is closed, from every logger.
+
+    Loggers outlive tests (mmengine keeps each MMLogger by name, logging keeps
+    every named logger): a handler created while an earlier test captured
+    stdout still writes to that test's closed capture, and logging prints a
+    'Logging error' traceback into whichever later test logs through it.
+    """
+    import logging
+
+    from mmengine.logging import MMLogger
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ] + list(MMLogger._instance_dict.values())
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if getattr(getattr(handler, 'stream', None), 'closed', False):
+                logger.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def no_closed_log_streams():
+    """Each test starts and ends with no handler bound to a closed (captured) stream."""
+    _drop_closed_log_streams()
+    yield
+    _drop_closed_log_streams()
