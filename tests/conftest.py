@@ -33,12 +33,17 @@ def tiny_sam_checkpoint(tmp_path_factory):
 
 
 def _drop_closed_log_streams():
-    """Remove log handlers whose stream is closed, from every logger.
+    """Mend log handlers left bound to a closed stream, in every logger.
 
-    Loggers outlive tests (mmengine keeps each MMLogger by name, logging keeps
-    every named logger): a handler created while an earlier test captured
-    stdout still writes to that test's closed capture, and logging prints a
-    'Logging error' traceback into whichever later test logs through it.
+    Loggers outlive tests (mmengine keeps each MMLogger by name and logs
+    through the latest one, logging keeps every named logger): a console
+    handler created while an earlier test captured stdout still writes to that
+    test's closed capture (logging then prints a 'Logging error' traceback into
+    whichever later test logs through it, and the message is lost), and a
+    closed log file's handler has no stream (mmengine writes to it directly).
+    Console handlers are pointed at the current stdout (looked up at each
+    write, so a later test's capture sees them); closed file handlers are
+    removed.
     """
     import logging
 
@@ -48,13 +53,33 @@ def _drop_closed_log_streams():
     ] + list(MMLogger._instance_dict.values())
     for logger in loggers:
         for handler in list(logger.handlers):
-            if getattr(getattr(handler, 'stream', None), 'closed', False):
-                logger.removeHandler(handler)
+            stream = getattr(handler, 'stream', None)
+            if isinstance(handler, logging.FileHandler):
+                if stream is None or getattr(stream, 'closed', False):
+                    logger.removeHandler(handler)
+            elif isinstance(handler, logging.StreamHandler) and getattr(stream, 'closed', False):
+                handler.stream = _CURRENT_STDOUT  # not setStream: it would flush the closed stream
+
+
+class _CurrentStdout:
+    """A stream that writes to whatever ``sys.stdout`` is at the time (a test's capture included)."""
+    closed = False
+
+    def write(self, text):
+        import sys
+        return sys.stdout.write(text)
+
+    def flush(self):
+        import sys
+        sys.stdout.flush()
+
+
+_CURRENT_STDOUT = _CurrentStdout()
 
 
 @pytest.fixture(autouse=True)
 def no_closed_log_streams():
-    """Each test starts and ends with no handler bound to a closed (captured) stream."""
+    """Each test starts and ends with no handler bound to a closed stream."""
     _drop_closed_log_streams()
     yield
     _drop_closed_log_streams()
